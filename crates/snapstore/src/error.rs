@@ -1,0 +1,68 @@
+//! Errors of object stores.
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store configuration is unusable (unknown provider, missing container, …).
+    #[error("invalid snapstore configuration: {0}")]
+    Config(String),
+    /// The provider is known but not built into this binary yet.
+    #[error("storage provider {0} is not supported yet by etcdbrctl; use Local")]
+    Unsupported(String),
+    /// The object does not exist.
+    #[error("object {key:?} not found")]
+    NotFound {
+        /// Object key.
+        key: String,
+    },
+    /// An I/O operation of the store failed.
+    #[error("{op} of {key:?} failed")]
+    Io {
+        /// Operation: list, get, put, delete, stat.
+        op: &'static str,
+        /// Object key or prefix.
+        key: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the body to upload failed (the producer of the data, not the store).
+    #[error("reading the data to upload as {key:?} failed")]
+    Body {
+        /// Object key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// After an upload, the stored object is not what was sent.
+    #[error("uploaded object {key:?} has {found} bytes, expected {expected}")]
+    Verify {
+        /// Object key.
+        key: String,
+        /// Bytes sent.
+        expected: u64,
+        /// Bytes found in the store.
+        found: u64,
+    },
+    /// The store refuses every operation (the `FAILED` test provider).
+    #[error("{op} of {key:?} failed: the FAILED storage provider fails every operation")]
+    Injected {
+        /// Operation.
+        op: &'static str,
+        /// Object key.
+        key: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed.
+    #[must_use]
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Injected { .. })
+    }
+}

@@ -1,0 +1,32 @@
+//! Object stores for etcd backups.
+//!
+//! - [`Snapshot`] parses and formats snapshot object names (`Full-…`, `Incr-…`, v1 and v2
+//!   layouts, chunk objects) exactly as the original etcd-backup-restore does.
+//! - [`list`] orders snapshots and picks the latest backup set (a full snapshot plus its deltas).
+//! - [`ObjectStore`] is what a provider implements; [`SnapStore`] is the snapshot view over it.
+//! - [`StoreConfig`] carries the `--storage-provider`/`--store-*` flags.
+//!
+//! ```no_run
+//! # async fn demo() -> snapstore::Result<()> {
+//! use snapstore::{Provider, SnapStore, StoreConfig};
+//! let mut config = StoreConfig::default();
+//! config.provider = Some(Provider::Local);
+//! config.resolve(|k| std::env::var(k).ok())?;
+//! let store = SnapStore::open(&config)?;
+//! let set = store.latest_set().await?;
+//! println!("latest full snapshot: {:?}", set.full.map(|s| s.snap_name));
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+pub mod list;
+mod name;
+pub mod provider;
+mod store;
+
+pub use config::{DEFAULT_LOCAL_CONTAINER, MIN_CHUNK_SIZE, Provider, StoreConfig};
+pub use error::{Error, Result};
+pub use list::BackupSet;
+pub use name::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key};
+pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};

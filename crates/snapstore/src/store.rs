@@ -1,0 +1,149 @@
+//! The object store interface every provider implements, and [`SnapStore`], the snapshot view
+//! over it that the engine uses.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::config::{Provider, StoreConfig};
+use crate::error::{Error, Result};
+use crate::list::{self, BackupSet};
+use crate::name::Snapshot;
+use crate::provider;
+
+/// A stream of object bytes, read or to be written.
+pub type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+/// An object as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store's root (bucket, container or directory).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The operations a storage provider offers. Keys are `/`-separated and relative to the
+/// provider's root (bucket, container or directory).
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Lists every object whose key starts with `prefix`, recursively, in no particular order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Opens an object for reading.
+    async fn get(&self, key: &str) -> Result<Body>;
+    /// Writes an object from `body` so that it appears whole or not at all; returns the number
+    /// of bytes stored.
+    async fn put(&self, key: &str, body: Body) -> Result<u64>;
+    /// Size of an object.
+    async fn stat(&self, key: &str) -> Result<ObjectMeta>;
+    /// Deletes an object.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Snapshots in one store: listing parsed into [`Snapshot`]s, and saving that checks what
+/// landed.
+#[derive(Debug, Clone)]
+pub struct SnapStore {
+    objects: Arc<dyn ObjectStore>,
+    provider: Provider,
+    layout_prefix: String,
+    list_prefix: String,
+}
+
+impl SnapStore {
+    /// Builds the store that `config` describes. Call [`StoreConfig::resolve`] first.
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Unsupported`] when the provider cannot be built.
+    pub fn open(config: &StoreConfig) -> Result<SnapStore> {
+        config.validate()?;
+        let provider = config.provider.unwrap_or(Provider::Local);
+        let objects = provider::build(provider, config)?;
+        Ok(SnapStore::with_objects(objects, provider, config))
+    }
+
+    /// Wraps an existing object store (tests use this to inject faults).
+    #[must_use]
+    pub fn with_objects(objects: Arc<dyn ObjectStore>, provider: Provider, config: &StoreConfig) -> SnapStore {
+        SnapStore { objects, provider, layout_prefix: config.layout_prefix(), list_prefix: config.list_prefix() }
+    }
+
+    /// The provider behind this store.
+    #[must_use]
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The prefix new snapshots are written under (`<prefix>/v2`).
+    #[must_use]
+    pub fn layout_prefix(&self) -> &str {
+        &self.layout_prefix
+    }
+
+    /// The underlying object store.
+    #[must_use]
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    /// Every snapshot and chunk object in the store (v1 and v2 layouts), sorted in the
+    /// original's order. Keys that mention a layout directory but do not parse are logged and
+    /// skipped, as the original does.
+    ///
+    /// # Errors
+    /// Listing fails.
+    pub async fn list(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for obj in self.objects.list(&self.list_prefix).await? {
+            if !(obj.key.contains("v1") || obj.key.contains("v2")) {
+                continue;
+            }
+            match Snapshot::parse(&obj.key) {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::warn!(key = %obj.key, "Invalid snapshot found, ignoring it: {e}"),
+            }
+        }
+        list::sort(&mut out);
+        Ok(out)
+    }
+
+    /// The newest full snapshot and the deltas after it.
+    ///
+    /// # Errors
+    /// Listing fails.
+    pub async fn latest_set(&self) -> Result<BackupSet> {
+        Ok(list::latest_set(&self.list().await?))
+    }
+
+    /// Opens a snapshot for reading (still compressed as stored).
+    ///
+    /// # Errors
+    /// The object is missing or cannot be read.
+    pub async fn fetch(&self, snapshot: &Snapshot) -> Result<Body> {
+        self.objects.get(&snapshot.key()).await
+    }
+
+    /// Stores a snapshot from `body`, then checks that the stored object has every byte sent.
+    ///
+    /// # Errors
+    /// The upload fails, or [`Error::Verify`] when the stored size differs.
+    pub async fn save(&self, snapshot: &Snapshot, body: Body) -> Result<u64> {
+        let key = snapshot.key();
+        let sent = self.objects.put(&key, body).await?;
+        let stored = self.objects.stat(&key).await?;
+        if stored.size != sent {
+            return Err(Error::Verify { key, expected: sent, found: stored.size });
+        }
+        Ok(sent)
+    }
+
+    /// Deletes a snapshot object.
+    ///
+    /// # Errors
+    /// The delete fails.
+    pub async fn delete(&self, snapshot: &Snapshot) -> Result<()> {
+        self.objects.delete(&snapshot.key()).await
+    }
+}
