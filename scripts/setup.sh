@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdbr's build and tests need on a fresh Debian 12 machine. Idempotent.
 #
-#   - protoc (etcd-client's build script compiles etcd's protos)
+#   - protoc and its well-known types (etcd-client's build script compiles etcd's protos)
 #   - etcd 3.4.23 (etcd, etcdctl) from Debian bookworm, installed system-wide
 #   - etcd 3.5.x (etcd, etcdctl, etcdutl) from Debian's newer suites, unpacked into a cache
 #     folder ($ETCDBR_CACHE/etcd-3.5/usr/bin), never installed system-wide
@@ -17,6 +17,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto), imported by etcd's protos
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need_apt+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 [ -x /usr/bin/time ] || need_apt+=(time)

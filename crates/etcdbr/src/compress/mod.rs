@@ -1,0 +1,259 @@
+//! Snapshot compression: gzip (`.gz`), zlib (`.zlib`) and Go's raw LZW (`.Z`, LSB order,
+//! literal width 8), the three policies of the original, plus "none".
+//!
+//! The suffix in a snapshot's name says how it is compressed; the content is never sniffed.
+//! Output of each codec is readable by Go's `compress/*` packages and the other way round.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+/// A compression policy and the suffix it gives snapshot names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// No compression; no suffix.
+    None,
+    /// gzip at Go's default level (6); suffix `.gz`.
+    #[default]
+    Gzip,
+    /// zlib at the default level; suffix `.zlib`.
+    Zlib,
+    /// Go `compress/lzw` LSB with 8-bit literals; suffix `.Z` (not Unix `compress`).
+    Lzw,
+}
+
+/// A policy or suffix that is not one of the supported ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompressionError {
+    /// `--compression-policy` has an unknown value.
+    #[error("compression policy {0:?} is not supported; use gzip, zlib or lzw")]
+    UnknownPolicy(String),
+    /// A snapshot name carries an unknown suffix.
+    #[error("unsupported compression suffix {0:?} (expected .gz, .zlib, .Z or none)")]
+    UnknownSuffix(String),
+}
+
+impl Compression {
+    /// The policy for `--compress-snapshots` and `--compression-policy`.
+    ///
+    /// # Errors
+    /// [`CompressionError::UnknownPolicy`] when compression is enabled with an unknown policy.
+    pub fn from_flags(enabled: bool, policy: &str) -> Result<Compression, CompressionError> {
+        if enabled { policy.parse() } else { Ok(Compression::None) }
+    }
+
+    /// The name suffix: `""`, `.gz`, `.zlib` or `.Z`.
+    #[must_use]
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zlib => ".zlib",
+            Compression::Lzw => ".Z",
+        }
+    }
+
+    /// The compression a name suffix denotes.
+    ///
+    /// # Errors
+    /// [`CompressionError::UnknownSuffix`].
+    pub fn from_suffix(suffix: &str) -> Result<Compression, CompressionError> {
+        match suffix {
+            "" => Ok(Compression::None),
+            ".gz" => Ok(Compression::Gzip),
+            ".zlib" => Ok(Compression::Zlib),
+            ".Z" => Ok(Compression::Lzw),
+            other => Err(CompressionError::UnknownSuffix(other.to_owned())),
+        }
+    }
+
+    /// Compresses everything `input` yields into `output`; returns the bytes read from `input`.
+    ///
+    /// # Errors
+    /// Reading, writing or encoding fails.
+    pub fn compress(self, mut input: impl Read, output: impl Write) -> io::Result<u64> {
+        match self {
+            Compression::None => {
+                let mut output = output;
+                io::copy(&mut input, &mut output)
+            }
+            Compression::Gzip => {
+                let mut enc = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+                let n = io::copy(&mut input, &mut enc)?;
+                enc.finish()?;
+                Ok(n)
+            }
+            Compression::Zlib => {
+                let mut enc = flate2::write::ZlibEncoder::new(output, flate2::Compression::default());
+                let n = io::copy(&mut input, &mut enc)?;
+                enc.finish()?;
+                Ok(n)
+            }
+            Compression::Lzw => {
+                let mut output = output;
+                let mut enc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
+                let mut counted = CountingReader { inner: input, n: 0 };
+                enc.into_stream(&mut output).encode_all(io::BufReader::with_capacity(64 * 1024, &mut counted)).status?;
+                Ok(counted.n)
+            }
+        }
+    }
+
+    /// Decompresses everything `input` yields into `output`; returns the bytes written.
+    ///
+    /// # Errors
+    /// Reading, writing or decoding fails (corrupt input is [`io::ErrorKind::InvalidData`]).
+    pub fn decompress(self, input: impl Read, output: impl Write) -> io::Result<u64> {
+        let mut output = CountingWriter { inner: output, n: 0 };
+        match self {
+            Compression::None => {
+                let mut input = input;
+                io::copy(&mut input, &mut output)?;
+            }
+            Compression::Gzip => {
+                // Go's gzip reader reads concatenated members; so does MultiGzDecoder.
+                io::copy(&mut flate2::read::MultiGzDecoder::new(input), &mut output)?;
+            }
+            Compression::Zlib => {
+                io::copy(&mut flate2::read::ZlibDecoder::new(input), &mut output)?;
+            }
+            Compression::Lzw => {
+                let mut input = input;
+                let mut dec = weezl::decode::Decoder::new(weezl::BitOrder::Lsb, 8);
+                dec.into_stream(&mut output).decode_all(io::BufReader::with_capacity(64 * 1024, &mut input)).status.map_err(|e| {
+                    if e.kind() == io::ErrorKind::Other { io::Error::new(io::ErrorKind::InvalidData, e) } else { e }
+                })?;
+            }
+        }
+        Ok(output.n)
+    }
+}
+
+impl FromStr for Compression {
+    type Err = CompressionError;
+    fn from_str(s: &str) -> Result<Compression, CompressionError> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zlib" => Ok(Compression::Zlib),
+            "lzw" => Ok(Compression::Lzw),
+            other => Err(CompressionError::UnknownPolicy(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zlib => "zlib",
+            Compression::Lzw => "lzw",
+        })
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf)?;
+        self.n += r as u64;
+        Ok(r)
+    }
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let w = self.inner.write(buf)?;
+        self.n += w as u64;
+        Ok(w)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Compression; 4] = [Compression::None, Compression::Gzip, Compression::Zlib, Compression::Lzw];
+
+    fn sample() -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..200_000u32 {
+            v.extend_from_slice(format!("key-{}-{}\n", i % 977, i.wrapping_mul(2_654_435_761)).as_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn round_trips() {
+        let data = sample();
+        for c in ALL {
+            let mut z = Vec::new();
+            assert_eq!(c.compress(&data[..], &mut z).unwrap(), data.len() as u64);
+            if c != Compression::None {
+                assert!(z.len() < data.len() / 2, "{c} compresses");
+            }
+            let mut back = Vec::new();
+            assert_eq!(c.decompress(&z[..], &mut back).unwrap(), data.len() as u64);
+            assert_eq!(back, data, "{c}");
+        }
+    }
+
+    #[test]
+    fn empty_input_round_trips() {
+        for c in ALL {
+            let mut z = Vec::new();
+            c.compress(&b""[..], &mut z).unwrap();
+            let mut back = Vec::new();
+            c.decompress(&z[..], &mut back).unwrap();
+            assert!(back.is_empty());
+        }
+    }
+
+    #[test]
+    fn suffixes_and_policies() {
+        for c in ALL {
+            assert_eq!(Compression::from_suffix(c.suffix()).unwrap(), c);
+        }
+        assert_eq!(Compression::from_flags(false, "bogus").unwrap(), Compression::None);
+        assert_eq!(Compression::from_flags(true, "lzw").unwrap(), Compression::Lzw);
+        assert!(Compression::from_flags(true, "zstd").unwrap_err().to_string().contains("gzip, zlib or lzw"));
+        assert!(Compression::from_suffix(".bz2").is_err());
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error() {
+        for c in [Compression::Gzip, Compression::Zlib] {
+            let mut z = Vec::new();
+            c.compress(&sample()[..], &mut z).unwrap();
+            let mid = z.len() / 2;
+            z[mid] ^= 0xff;
+            z.truncate(mid + 10);
+            assert!(c.decompress(&z[..], &mut Vec::new()).is_err(), "{c}");
+        }
+    }
+
+    /// Concatenated gzip members decode as one stream, as Go's reader does (parallel
+    /// compressors write such files).
+    #[test]
+    fn gzip_multi_member() {
+        let mut z = Vec::new();
+        Compression::Gzip.compress(&b"hello "[..], &mut z).unwrap();
+        Compression::Gzip.compress(&b"world"[..], &mut z).unwrap();
+        let mut back = Vec::new();
+        Compression::Gzip.decompress(&z[..], &mut back).unwrap();
+        assert_eq!(back, b"hello world");
+    }
+}
