@@ -1,9 +1,22 @@
 //! The etcdbr engine: everything between etcd and the object store.
 //!
+//! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
 //! - [`compress`]: the gzip, zlib and LZW codecs and their name suffixes.
 //! - [`delta_format`]: the delta snapshot JSON with its sha256 trailer.
 //! - [`gc`]: the Exponential and LimitBased retention policies as pure plans.
+//! - [`defrag`]: scheduled defragmentation of every member.
+//! - [`etcd`]: connecting to etcd with the original's flags.
+//! - [`schedule`]: cron schedules.
 
+pub mod backoff;
 pub mod compress;
+pub mod defrag;
 pub mod delta_format;
+mod error;
+pub mod etcd;
 pub mod gc;
+mod pipe;
+pub mod schedule;
+pub mod snapshotter;
+
+pub use error::{Error, Result};

@@ -1,0 +1,99 @@
+//! Errors of the engine.
+
+use std::time::Duration;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a snapshot, delta or GC step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A flag or option value is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// An etcd call failed.
+    #[error("etcd {op} failed")]
+    Etcd {
+        /// The call.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// An operation did not finish in time.
+    #[error("timed out after {after:?} trying to {op}")]
+    Timeout {
+        /// What was attempted.
+        op: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The snapshot stream lacks etcd's sha256 trailer.
+    #[error("SHA256 hash seems to be missing from snapshot data ({size} bytes received)")]
+    MissingSnapshotHash {
+        /// Bytes received.
+        size: u64,
+    },
+    /// The snapshot stream's trailer does not match its content.
+    #[error("the full snapshot's SHA256 trailer does not match its {size} bytes of data; the snapshot is corrupt")]
+    SnapshotHashMismatch {
+        /// Bytes of data (without the trailer).
+        size: u64,
+    },
+    /// The snapshot's database could not be read.
+    #[error("cannot read the revision of the snapshot database")]
+    SnapshotDb(#[from] etcd_datadir::Error),
+    /// Local file I/O failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object store failed.
+    #[error(transparent)]
+    Store(#[from] snapstore::Error),
+    /// The watch stream ended or failed.
+    #[error("the etcd watch {0}")]
+    Watch(String),
+    /// etcd compacted the revisions the watch needed.
+    #[error("the watch start revision {wanted} has been compacted (etcd's oldest revision is {compact_revision}); a full snapshot is needed")]
+    Compacted {
+        /// The revision the watch started at.
+        wanted: i64,
+        /// etcd's compaction revision.
+        compact_revision: i64,
+    },
+    /// Revisions are missing between two events.
+    #[error("revision gap in the watch: expected revision {expected}, got {got}; revisions {expected}..={} are missing", got - 1)]
+    RevisionGap {
+        /// The next revision expected.
+        expected: i64,
+        /// The revision received.
+        got: i64,
+    },
+    /// etcd's revision went below what is already backed up (etcd restored or replaced).
+    #[error("etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced")]
+    RevisionWentBack {
+        /// etcd's revision now.
+        current: i64,
+        /// Last revision in the store.
+        saved: i64,
+    },
+}
+
+impl Error {
+    /// Whether recovering needs a new full snapshot rather than resuming the delta chain.
+    #[must_use]
+    pub fn needs_full_snapshot(&self) -> bool {
+        matches!(self, Error::Compacted { .. } | Error::RevisionGap { .. } | Error::RevisionWentBack { .. })
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}

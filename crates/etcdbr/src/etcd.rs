@@ -1,0 +1,186 @@
+//! Connecting to etcd with the original's connection flags.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use crate::error::{Error, Result};
+
+/// The etcd connection flags (`--endpoints`, `--etcd-*`, `--cert`, …).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EtcdOptions {
+    /// Client URLs of the etcd members.
+    pub endpoints: Vec<String>,
+    /// Endpoints reached through a (Kubernetes) service; used for cluster-wide calls.
+    pub service_endpoints: Vec<String>,
+    /// User name for etcd auth (used only together with a password).
+    pub username: String,
+    /// Password for etcd auth.
+    pub password: String,
+    /// Timeout of connecting and of short calls.
+    pub connection_timeout: Duration,
+    /// Timeout of a whole snapshot stream.
+    pub snapshot_timeout: Duration,
+    /// Timeout of one member's defragmentation.
+    pub defrag_timeout: Duration,
+    /// Connect without TLS unless certificates are given.
+    pub insecure_transport: bool,
+    /// Skip verifying the server certificate.
+    pub insecure_skip_verify: bool,
+    /// Client certificate (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// CA bundle to verify the server (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            service_endpoints: Vec::new(),
+            username: String::new(),
+            password: String::new(),
+            connection_timeout: Duration::from_secs(30),
+            snapshot_timeout: Duration::from_secs(15 * 60),
+            defrag_timeout: Duration::from_secs(8 * 60),
+            insecure_transport: true,
+            insecure_skip_verify: false,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("service_endpoints", &self.service_endpoints)
+            .field("username", &self.username)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field("connection_timeout", &self.connection_timeout)
+            .field("snapshot_timeout", &self.snapshot_timeout)
+            .field("insecure_transport", &self.insecure_transport)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest message accepted from etcd: a watch response carries up to 1000 revisions in one
+/// message (etcd does not split them unless asked), far above gRPC's 4 MiB default.
+const MAX_DECODING_MESSAGE_SIZE: usize = i32::MAX as usize;
+
+impl EtcdOptions {
+    /// Checks the values as the original does.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.endpoints.is_empty() || self.endpoints.iter().any(String::is_empty) {
+            return Err(Error::Config("--endpoints must name at least one etcd client URL".into()));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(Error::Config("--etcd-connection-timeout must be greater than zero".into()));
+        }
+        if self.snapshot_timeout.is_zero() {
+            return Err(Error::Config("--etcd-snapshot-timeout must be greater than zero".into()));
+        }
+        if self.snapshot_timeout < self.connection_timeout {
+            return Err(Error::Config(
+                "--etcd-snapshot-timeout must be greater than or equal to --etcd-connection-timeout".into(),
+            ));
+        }
+        if self.defrag_timeout.is_zero() {
+            return Err(Error::Config("--etcd-defrag-timeout must be greater than zero".into()));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Error::Config("--cert and --key must be given together".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether connections use TLS: when any certificate flag is set, or when
+    /// `--insecure-transport=false` (then with the system's roots if no CA is given).
+    #[must_use]
+    pub fn uses_tls(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some() || self.ca_file.is_some() || !self.insecure_transport
+    }
+
+    fn tls(&self) -> Result<Option<TlsOptions>> {
+        if !self.uses_tls() {
+            return Ok(None);
+        }
+        if self.insecure_skip_verify {
+            return Err(Error::Config(
+                "--insecure-skip-tls-verify=true is not supported yet; give the etcd CA with --cacert".into(),
+            ));
+        }
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", p.display())))
+        };
+        let mut tls = TlsOptions::new();
+        match &self.ca_file {
+            Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read("--cacert", ca)?)),
+            None => tls = tls.with_native_roots(),
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            tls = tls.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?));
+        }
+        Ok(Some(tls))
+    }
+
+    /// Connects to the endpoints.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for unreadable certificate files, [`Error::Etcd`] when etcd cannot be
+    /// reached within the connection timeout.
+    pub async fn connect(&self) -> Result<Client> {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(self.connection_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(20))
+            .with_keep_alive_while_idle(true);
+        if !self.username.is_empty() && !self.password.is_empty() {
+            opts = opts.with_user(self.username.clone(), self.password.clone());
+        }
+        let tls = self.tls()?;
+        let scheme = if tls.is_some() { "https://" } else { "http://" };
+        if let Some(tls) = tls {
+            opts = opts.with_tls(tls);
+        }
+        let endpoints: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| if e.contains("://") { e.clone() } else { format!("{scheme}{e}") })
+            .collect();
+        let connect = Client::connect(&endpoints, Some(opts));
+        match tokio::time::timeout(self.connection_timeout, connect).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(Error::Etcd { op: "connect", source: e }),
+            Err(_) => Err(Error::Timeout { op: "connect to etcd", after: self.connection_timeout }),
+        }
+    }
+}
+
+/// A watch client that accepts etcd's large watch responses.
+pub(crate) fn watch_client(client: &Client) -> etcd_client::WatchClient {
+    client.watch_client().max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+}
+
+/// The current revision of the etcd behind `client`.
+pub(crate) async fn current_revision(client: &mut Client, timeout: Duration) -> Result<i64> {
+    let opts = etcd_client::GetOptions::new().with_keys_only().with_limit(1);
+    let resp = tokio::time::timeout(timeout, client.get("", Some(opts)))
+        .await
+        .map_err(|_| Error::Timeout { op: "get the etcd revision", after: timeout })?
+        .map_err(|e| Error::Etcd { op: "get the etcd revision", source: e })?;
+    Ok(resp.header().map_or(0, etcd_client::ResponseHeader::revision))
+}

@@ -1,0 +1,112 @@
+//! Cron schedules for full snapshots and defragmentation (standard 5-field, as robfig/cron's
+//! `ParseStandard` accepts, in the local time zone).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Local};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+/// A parsed cron expression.
+#[derive(Clone)]
+pub struct Schedule {
+    spec: String,
+    cron: Cron,
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Schedule").field(&self.spec).finish()
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<Schedule, String> {
+        let fields = spec.split_whitespace().count();
+        if !spec.trim_start().starts_with('@') && fields != 5 {
+            return Err(format!(
+                "invalid cron schedule {spec:?}: expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(spec)
+            .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
+        Ok(Schedule { spec: spec.to_owned(), cron })
+    }
+}
+
+impl Schedule {
+    /// The expression as given.
+    #[must_use]
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// The first time strictly after `after` that the schedule fires.
+    #[must_use]
+    pub fn next_after(&self, after: DateTime<Local>) -> Option<DateTime<Local>> {
+        self.cron.find_next_occurrence(&after, false).ok()
+    }
+
+    /// The original's "full snapshot time window" in hours: 168 when the day-of-week field is
+    /// restricted; `N` for an hour field `*/N` (or `x/N`) with day fields `*`; else 24.
+    #[must_use]
+    pub fn max_time_window_hours(&self) -> f64 {
+        let f: Vec<&str> = self.spec.split_whitespace().collect();
+        if f.len() < 5 {
+            return 24.0;
+        }
+        if f[4] != "*" {
+            return 24.0 * 7.0;
+        }
+        if f[2] == "*" && f[4] == "*" {
+            if let Some((_, n)) = f[1].split_once('/') {
+                if let Ok(v) = n.parse::<f64>() {
+                    return v;
+                }
+            }
+        }
+        24.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn parses_standard_five_field_specs() {
+        let s: Schedule = "0 */1 * * *".parse().unwrap();
+        let t = Local.with_ymd_and_hms(2024, 5, 1, 10, 20, 0).unwrap();
+        assert_eq!(s.next_after(t).unwrap(), Local.with_ymd_and_hms(2024, 5, 1, 11, 0, 0).unwrap());
+        let s: Schedule = "*/30 * * * *".parse().unwrap();
+        assert_eq!(s.next_after(t).unwrap(), Local.with_ymd_and_hms(2024, 5, 1, 10, 30, 0).unwrap());
+        assert!("@hourly".parse::<Schedule>().is_ok());
+        let e = "0 0 */1 * * *".parse::<Schedule>().unwrap_err();
+        assert!(e.contains("expected 5 fields"), "{e}");
+        assert!("61 * * * *".parse::<Schedule>().is_err());
+        assert!("".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn time_window_follows_the_original() {
+        let w = |s: &str| s.parse::<Schedule>().unwrap().max_time_window_hours();
+        assert_eq!(w("0 */1 * * *"), 1.0);
+        assert_eq!(w("0 */6 * * *"), 6.0);
+        assert_eq!(w("0 0 * * 1"), 168.0);
+        assert_eq!(w("0 0 */3 * *"), 24.0);
+        assert_eq!(w("*/5 * * * *"), 24.0);
+    }
+}

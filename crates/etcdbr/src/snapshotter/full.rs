@@ -1,0 +1,195 @@
+//! Full snapshots: stream etcd's `Maintenance.Snapshot` into one temp file while hashing it,
+//! verify etcd's sha256 trailer, read the true revision from the database itself, then compress
+//! and upload the file (trailer included) under `Full-00000000-<revision>-<time>`.
+//!
+//! Memory stays at a few chunks whatever the database size; temp disk holds one copy of it.
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use etcd_client::Client;
+use etcdbr_types::Revision;
+use sha2::{Digest, Sha256};
+use snapstore::{Kind, SnapStore, Snapshot};
+use tokio::sync::mpsc;
+
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::pipe::compressed_body;
+
+/// Length of etcd's sha256 trailer.
+const TRAILER: usize = 32;
+
+/// What a full snapshot needs besides the etcd client and the store.
+#[derive(Debug, Clone)]
+pub struct FullSnapshotOptions {
+    /// Where the snapshot file is staged (`--snapstore-temp-directory`).
+    pub temp_dir: std::path::PathBuf,
+    /// Compression of the uploaded object.
+    pub compression: Compression,
+    /// Timeout of the snapshot stream (`--etcd-snapshot-timeout`).
+    pub snapshot_timeout: Duration,
+}
+
+/// A verified snapshot file on local disk.
+pub(crate) struct ReceivedSnapshot {
+    pub file: tempfile::NamedTempFile,
+    /// Bytes received, trailer included.
+    pub size: u64,
+    /// The database's revision.
+    pub revision: Revision,
+}
+
+/// Receives etcd's snapshot stream into a temp file, verifies its trailer and reads its
+/// revision.
+pub(crate) async fn receive(client: &mut Client, opts: &FullSnapshotOptions) -> Result<ReceivedSnapshot> {
+    let tmp = tempfile::Builder::new()
+        .prefix("etcd-snapshot-")
+        .suffix(".db")
+        .tempfile_in(&opts.temp_dir)
+        .map_err(Error::io(format!("cannot create a temp file in {}", opts.temp_dir.display())))?;
+    let file = tmp.reopen().map_err(Error::io("cannot open the snapshot temp file"))?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
+
+    let started = Instant::now();
+    let stream = async {
+        let mut stream = client.snapshot().await.map_err(|e| Error::Etcd { op: "snapshot", source: e })?;
+        tracing::info!("Successfully opened snapshot reader on etcd");
+        while let Some(msg) = stream.message().await.map_err(|e| Error::Etcd { op: "snapshot stream", source: e })? {
+            if tx.send(msg.blob().to_vec()).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let streamed = tokio::time::timeout(opts.snapshot_timeout, stream).await;
+    drop_sender(tx);
+    let written = writer.await.map_err(|e| Error::Io { what: "snapshot writer".into(), source: io::Error::other(e) })?;
+    match streamed {
+        Err(_) => return Err(Error::Timeout { op: "receive the full snapshot", after: opts.snapshot_timeout }),
+        Ok(r) => r?,
+    }
+    let (size, digest_ok) = written.map_err(Error::io("cannot write the snapshot temp file"))?;
+    tracing::info!("Total time taken by Snapshot API: {:.6} seconds.", started.elapsed().as_secs_f64());
+    if size < TRAILER as u64 || size % 512 != TRAILER as u64 {
+        return Err(Error::MissingSnapshotHash { size });
+    }
+    if !digest_ok {
+        return Err(Error::SnapshotHashMismatch { size: size - TRAILER as u64 });
+    }
+    tracing::info!("full snapshot SHA256 hash has been successfully verified.");
+    let path = tmp.path().to_path_buf();
+    let revision = tokio::task::spawn_blocking(move || db_revision(&path))
+        .await
+        .map_err(|e| Error::Io { what: "snapshot reader".into(), source: io::Error::other(e) })??;
+    Ok(ReceivedSnapshot { file: tmp, size, revision })
+}
+
+fn drop_sender<T>(tx: mpsc::Sender<T>) {
+    drop(tx);
+}
+
+fn db_revision(path: &Path) -> Result<Revision> {
+    let db = bbolt::Db::open(path).map_err(etcd_datadir::Error::from)?;
+    Ok(etcd_datadir::current_revision(&db)?)
+}
+
+/// Writes every chunk to `file` and hashes all but the last 32 bytes; returns the total size and
+/// whether the last 32 bytes equal the sha256 of the rest.
+fn write_and_hash(file: std::fs::File, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<(u64, bool)> {
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * TRAILER);
+    let mut total = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        out.write_all(&chunk)?;
+        total += chunk.len() as u64;
+        if tail.len() + chunk.len() <= TRAILER {
+            tail.extend_from_slice(&chunk);
+            continue;
+        }
+        let to_hash = tail.len() + chunk.len() - TRAILER;
+        if to_hash <= tail.len() {
+            hasher.update(&tail[..to_hash]);
+            tail.drain(..to_hash);
+            tail.extend_from_slice(&chunk);
+        } else {
+            hasher.update(&tail);
+            hasher.update(&chunk[..to_hash - tail.len()]);
+            let keep_from = to_hash - tail.len();
+            tail.clear();
+            tail.extend_from_slice(&chunk[keep_from..]);
+        }
+    }
+    out.flush()?;
+    Ok((total, tail.len() == TRAILER && hasher.finalize().as_slice() == tail.as_slice()))
+}
+
+/// Takes a full snapshot and uploads it; returns the stored snapshot.
+///
+/// # Errors
+/// etcd, trailer, database, compression or store errors; nothing is stored on error.
+pub async fn take_full_snapshot(
+    client: &mut Client,
+    store: &SnapStore,
+    opts: &FullSnapshotOptions,
+    is_final: bool,
+) -> Result<Snapshot> {
+    let started_at: DateTime<Utc> = Utc::now();
+    let started = Instant::now();
+    let received = receive(client, opts).await?;
+    let snapshot = Snapshot::new(
+        Kind::Full,
+        Revision::ZERO,
+        received.revision,
+        started_at,
+        opts.compression.suffix(),
+        is_final,
+        store.layout_prefix(),
+    );
+    let source = received.file.reopen().map_err(Error::io("cannot reopen the snapshot temp file"))?;
+    let body = compressed_body(io::BufReader::with_capacity(1 << 20, source), opts.compression);
+    let stored = store.save(&snapshot, body).await?;
+    tracing::info!(
+        "Total time to save snapshot: {:.6} seconds. ({} bytes of database, {} bytes stored)",
+        started.elapsed().as_secs_f64(),
+        received.size,
+        stored
+    );
+    tracing::info!("Successfully saved full snapshot at: {}", snapshot.key());
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (u64, bool) {
+        let (tx, rx) = mpsc::channel(chunks.len() + 1);
+        for c in chunks {
+            tx.try_send(c.to_vec()).unwrap();
+        }
+        drop(tx);
+        let f = tempfile::tempfile().unwrap();
+        write_and_hash(f, rx).unwrap()
+    }
+
+    #[test]
+    fn hash_holdback_works_across_any_chunking() {
+        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut stream = body.clone();
+        stream.extend_from_slice(&Sha256::digest(&body));
+        for split in [1usize, 5, 31, 32, 33, 64, 4096, 10_000] {
+            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
+            assert_eq!(run(&chunks), (stream.len() as u64, true), "chunk size {split}");
+        }
+        let mut bad = stream.clone();
+        bad[10] ^= 1;
+        assert_eq!(run(&[&bad]), (bad.len() as u64, false));
+        assert_eq!(run(&[&stream[..20]]), (20, false));
+        assert_eq!(run(&[]), (0, false));
+    }
+}

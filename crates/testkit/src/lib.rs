@@ -1,0 +1,13 @@
+//! Test support: start a real etcd (3.4 from Debian's package, or 3.5 from the cache folder
+//! `scripts/setup.sh` fills) on free loopback ports with a temporary data directory, and drive
+//! workloads against it.
+//!
+//! Tests that need etcd call [`Etcd::start`]; when the binary is missing they fail with a message
+//! saying to run `scripts/setup.sh`, rather than silently skipping.
+
+mod etcd;
+mod ports;
+
+pub use etcd::{Etcd, EtcdVersion};
+pub use ports::free_port;
+pub use etcd_client;
