@@ -348,3 +348,44 @@ mod tests {
         }
     }
 }
+
+/// Runs a GC cycle every `period` until `stop`, as the original's `RunGarbageCollector`: each
+/// cycle lists the store, plans with `opts` (the chunk rule reading `saved_revision`, the
+/// snapshotter's last stored revision) and executes the plan. A period of one second or less
+/// disables GC.
+pub async fn run_periodically(
+    store: SnapStore,
+    opts: GcOptions,
+    period: Duration,
+    saved_revision: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if period <= Duration::from_secs(1) {
+        tracing::info!("GC: Not running garbage collector since GarbageCollectionPeriod [{period:?}] set to less than 1 second.");
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = stop.cancelled() => {
+                tracing::info!("GC: Stop signal received. Closing garbage collector.");
+                return;
+            }
+        }
+        tracing::info!("GC: Executing garbage collection...");
+        let list = match store.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("GC: Failed to list snapshots: {}", crate::snapshotter::error_chain(&e));
+                continue;
+            }
+        };
+        let mut cycle = opts.clone();
+        cycle.last_saved_revision = Revision(saved_revision.load(std::sync::atomic::Ordering::SeqCst));
+        let plan = plan(&list, Utc::now(), &cycle);
+        for s in &plan.immutable {
+            tracing::info!("GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet", s.snap_name);
+        }
+        execute(&store, &plan, |_, _| {}).await;
+    }
+}

@@ -48,6 +48,9 @@ pub struct SnapshotterOptions {
     pub full: FullSnapshotOptions,
     /// Delay between failed sessions.
     pub backoff: ExponentialBackoff,
+    /// Start with a full snapshot (the `snapshot` command) rather than resuming the chain found
+    /// in the store (a full snapshot is taken anyway when the store has none).
+    pub start_with_full_snapshot: bool,
 }
 
 impl SnapshotterOptions {
@@ -61,6 +64,7 @@ impl SnapshotterOptions {
             delta_memory_limit: 10 * 1024 * 1024,
             full,
             backoff: ExponentialBackoff::default(),
+            start_with_full_snapshot: true,
         }
     }
 
@@ -101,7 +105,7 @@ impl Snapshotter {
     /// Never for failures of etcd or the store (they are retried); only for configuration
     /// errors that a retry cannot fix.
     pub async fn run(&self, stop: CancellationToken) -> Result<()> {
-        let mut need_full = true;
+        let mut need_full = self.opts.start_with_full_snapshot || !self.resume_from_store().await;
         let mut backoff = self.opts.backoff.clone();
         loop {
             let started = Instant::now();
@@ -127,6 +131,23 @@ impl Snapshotter {
                         () = stop.cancelled() => return Ok(()),
                     }
                 }
+            }
+        }
+    }
+
+    /// Picks up the chain the store ends with; false when there is none to continue.
+    async fn resume_from_store(&self) -> bool {
+        match self.store.latest_set().await {
+            Ok(set) if set.full.is_some() => {
+                let rev = set.last_revision().map_or(0, etcdbr_types::Revision::get);
+                tracing::info!("Resuming the backup chain of the store at revision {rev}");
+                self.saved.store(rev, Ordering::SeqCst);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!("Cannot list the store to resume its chain: {}; taking a full snapshot", error_chain(&e));
+                false
             }
         }
     }

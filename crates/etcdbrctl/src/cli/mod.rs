@@ -1,0 +1,49 @@
+//! The command line: one file per subcommand, each parsing flags, calling the engine, and
+//! reporting.
+
+pub mod snapshot;
+
+use clap::{Parser, Subcommand};
+
+/// Continuous backup and restore for etcd: full snapshots on a schedule, delta snapshots in
+/// between, stored in an object store; drop-in compatible with gardener's etcd-backup-restore.
+#[derive(Debug, Parser)]
+#[command(name = "etcdbrctl", disable_version_flag = true, propagate_version = false)]
+pub struct Cli {
+    /// Print version information and exit
+    #[arg(short = 'v', long = "version", global = false)]
+    pub version: bool,
+
+    /// The subcommand
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands of the original.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take full and delta snapshots of a running etcd periodically
+    #[command(long_about = "Backs up a running etcd at regular intervals: a full snapshot on the --schedule cron, \
+delta snapshots (watch events) every --delta-snapshot-period, old backups garbage-collected by \
+--garbage-collection-policy. Backups go to the --storage-provider store (Local: a directory below $HOME). \
+On SIGTERM or SIGINT pending events are saved as a last delta before exiting.")]
+    Snapshot(Box<snapshot::SnapshotArgs>),
+    /// Restore an etcd data directory from the latest full snapshot and its deltas
+    Restore(NotYet),
+    /// Restore the latest backup set and upload it as one new full snapshot
+    Compact(NotYet),
+    /// Validate the etcd data directory and restore it from the store when it is invalid
+    Initialize(NotYet),
+    /// Run as a sidecar: HTTP API, initialization, leader election, snapshots, GC, defragmentation
+    Server(NotYet),
+    /// Copy backups from a source store to a destination store
+    Copy(NotYet),
+}
+
+/// Arguments of a subcommand that is not implemented yet.
+#[derive(Debug, clap::Args)]
+pub struct NotYet {
+    /// (flags of this subcommand are not parsed yet)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}

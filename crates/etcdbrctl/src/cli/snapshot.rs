@@ -1,0 +1,97 @@
+//! `etcdbrctl snapshot`: back up a running etcd until stopped.
+
+use clap::Args;
+use etcdbr::gc;
+use etcdbr::snapshotter::{FullSnapshotOptions, Snapshotter, SnapshotterOptions};
+use snapstore::{Provider, SnapStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::flags::etcd::EtcdFlags;
+use crate::flags::snapshotter::{BackoffFlags, CompressionFlags, DefragFlags, SnapshotterFlags};
+use crate::flags::store::StoreFlags;
+use crate::flags::values::fmt_go_duration;
+
+/// Flags of `snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    etcd: EtcdFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    snapshotter: SnapshotterFlags,
+    #[command(flatten)]
+    compression: CompressionFlags,
+    #[command(flatten)]
+    backoff: BackoffFlags,
+    #[command(flatten)]
+    defrag: DefragFlags,
+}
+
+/// Runs the snapshotter, GC and defragmentation until `stop` is cancelled.
+///
+/// # Errors
+/// Invalid flags or an unusable store; etcd and store failures during the run are retried.
+pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    let etcd = args.etcd.to_options();
+    etcd.validate()?;
+    args.snapshotter.validate()?;
+    let compression = args.compression.compression()?;
+    let mut store_config = args.store.to_config("")?;
+    if store_config.provider.is_none() {
+        store_config.provider = Some(Provider::Local);
+    }
+    create_temp_dir(&store_config.temp_dir)?;
+    let store = SnapStore::open(&store_config)?;
+    tracing::info!(
+        "Snapshotting etcd {:?} into {} store {:?} (prefix {:?}): full snapshots on \"{}\", deltas every {}, compression {}",
+        etcd.endpoints,
+        store.provider(),
+        store_config.container,
+        store.layout_prefix(),
+        args.snapshotter.schedule,
+        fmt_go_duration(args.snapshotter.delta_snapshot_period),
+        compression
+    );
+    tracing::info!("Defragmentation schedule: \"{}\"", args.defrag.defragmentation_schedule);
+
+    let full = FullSnapshotOptions {
+        temp_dir: store_config.temp_dir.clone(),
+        compression,
+        snapshot_timeout: etcd.snapshot_timeout,
+    };
+    let mut opts = SnapshotterOptions::new(args.snapshotter.schedule.clone(), full);
+    opts.delta_period = args.snapshotter.delta_snapshot_period;
+    opts.delta_memory_limit = args.snapshotter.delta_memory_limit();
+    opts.backoff = args.backoff.backoff();
+    let snapshotter = Snapshotter::new(etcd.clone(), store.clone(), opts);
+
+    let gc_task = tokio::spawn(gc::run_periodically(
+        store,
+        args.snapshotter.gc_options(store_config.provider == Some(Provider::Swift)),
+        args.snapshotter.garbage_collection_period,
+        snapshotter.saved_revision(),
+        stop.clone(),
+    ));
+    let defrag_task = tokio::spawn(etcdbr::defrag::run_periodically(etcd, args.defrag.defragmentation_schedule, stop.clone()));
+    let result = snapshotter.run(stop.clone()).await;
+    stop.cancel();
+    let _ = gc_task.await;
+    let _ = defrag_task.await;
+    result?;
+    tracing::info!("Shutting down...");
+    Ok(())
+}
+
+fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        tracing::info!("Temporary directory {} does not exist. Creating it...", dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create --snapstore-temp-directory {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Flag groups shared by subcommands: what the user typed, parsed and checked, not acted on.
+//! Each group turns itself into the engine's options.
+
+pub mod etcd;
+pub mod snapshotter;
+pub mod store;
+pub mod values;

@@ -1,0 +1,97 @@
+//! `etcdbrctl`: continuous backup and restore for etcd, compatible with gardener's
+//! etcd-backup-restore (same subcommands, flags, object layout and formats).
+
+mod cli;
+mod flags;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        print_version();
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return ExitCode::from(2);
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        log_version();
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        match command {
+            Command::Snapshot(args) => cli::snapshot::run(*args, stop).await,
+            Command::Restore(_) => not_yet("restore", 3),
+            Command::Compact(_) => not_yet("compact", 6),
+            Command::Initialize(_) => not_yet("initialize", 3),
+            Command::Server(_) => not_yet("server", 5),
+            Command::Copy(_) => not_yet("copy", 6),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_yet(name: &str, issue: u32) -> anyhow::Result<()> {
+    anyhow::bail!("the {name} subcommand is not implemented yet in etcdbrctl (tracked in issue {issue})")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; SIGTERM will not flush pending deltas");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("Received SIGTERM, stopping"),
+        _ = int.recv() => tracing::info!("Received SIGINT, stopping"),
+    }
+    stop.cancel();
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const GIT_SHA: Option<&str> = option_env!("ETCDBR_GIT_SHA");
+
+fn print_version() {
+    println!("etcdbrctl Version: {VERSION}");
+    println!("Git SHA: {}", GIT_SHA.unwrap_or("unknown"));
+    println!("OS/Arch: {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+}
+
+fn log_version() {
+    tracing::info!("etcdbrctl Version: {VERSION}");
+    tracing::info!("Git SHA: {}", GIT_SHA.unwrap_or("unknown"));
+    tracing::info!("OS/Arch: {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+}
