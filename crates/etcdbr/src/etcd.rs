@@ -177,7 +177,7 @@ pub(crate) fn watch_client(client: &Client) -> etcd_client::WatchClient {
 
 /// The current revision of the etcd behind `client`.
 pub(crate) async fn current_revision(client: &mut Client, timeout: Duration) -> Result<i64> {
-    let opts = etcd_client::GetOptions::new().with_keys_only().with_limit(1);
+    let opts = etcd_client::GetOptions::new().with_all_keys().with_keys_only().with_limit(1);
     let resp = tokio::time::timeout(timeout, client.get("", Some(opts)))
         .await
         .map_err(|_| Error::Timeout { op: "get the etcd revision", after: timeout })?

@@ -193,6 +193,7 @@ impl Snapshotter {
             tokio::select! {
                 () = stop.cancelled() => {
                     tracing::info!("Stop requested: saving the pending delta snapshot before exiting.");
+                    self.catch_up(&mut client, &mut watch, &mut chain).await;
                     self.flush(&mut chain, &mut inflight).await?;
                     if let Some(h) = inflight.take() {
                         self.finish_upload(h).await?;
@@ -237,6 +238,32 @@ impl Snapshotter {
                     }
                 }
             }
+        }
+    }
+
+    /// Before a final flush, reads the watch until it reaches the revision etcd is at now, so
+    /// every write acknowledged before the stop is saved. Bounded by the connection timeout
+    /// (at most 10 s); on failure whatever was received is saved.
+    async fn catch_up(&self, client: &mut Client, watch: &mut etcd_client::WatchStream, chain: &mut DeltaChain) {
+        let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
+        let work = async {
+            let target = etcd::current_revision(client, limit).await?;
+            while chain.seen_revision() < target {
+                let resp = watch
+                    .message()
+                    .await
+                    .map_err(|e| Error::Etcd { op: "watch", source: e })?
+                    .ok_or_else(|| Error::Watch("stream ended".into()))?;
+                for ev in resp.events() {
+                    chain.push(&delta::from_watch(ev)?)?;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("Could not read the last events before stopping: {}", error_chain(&e)),
+            Err(_) => tracing::warn!("Could not read the last events before stopping within {limit:?}"),
         }
     }
 
