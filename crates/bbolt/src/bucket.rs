@@ -38,20 +38,34 @@ impl Bucket {
     /// # Errors
     /// [`Error::BadBucketHeader`] when the value is too short or an inline page is malformed.
     pub fn from_value(name: &[u8], value: &[u8]) -> Result<Bucket> {
-        let bad = || Error::BadBucketHeader { name: String::from_utf8_lossy(name).into_owned(), len: value.len() };
+        let bad = || Error::BadBucketHeader {
+            name: String::from_utf8_lossy(name).into_owned(),
+            len: value.len(),
+        };
         if value.len() < BUCKET_HEADER_SIZE {
             return Err(bad());
         }
         let root = u64_at(value, 0);
         let sequence = u64_at(value, 8);
         if root != 0 {
-            return Ok(Bucket::Paged { root: Pgid(root), sequence });
+            return Ok(Bucket::Paged {
+                root: Pgid(root),
+                sequence,
+            });
         }
-        let page = Page::from_bytes(None, value[BUCKET_HEADER_SIZE..].to_vec()).map_err(|_| bad())?;
+        let page =
+            Page::from_bytes(None, value[BUCKET_HEADER_SIZE..].to_vec()).map_err(|_| bad())?;
         if page.header.flags != flags::LEAF {
-            return Err(Error::UnexpectedPageType { pgid: None, flags: page.header.flags, expected: "leaf" });
+            return Err(Error::UnexpectedPageType {
+                pgid: None,
+                flags: page.header.flags,
+                expected: "leaf",
+            });
         }
-        Ok(Bucket::Inline { page: Rc::new(page), sequence })
+        Ok(Bucket::Inline {
+            page: Rc::new(page),
+            sequence,
+        })
     }
 
     /// The bucket's sequence counter.

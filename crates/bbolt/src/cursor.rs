@@ -28,7 +28,11 @@ pub struct Cursor<'db> {
 
 impl<'db> Cursor<'db> {
     pub(crate) fn new(db: &'db Db, root: Rc<Page>) -> Cursor<'db> {
-        Cursor { db, root, stack: Vec::new() }
+        Cursor {
+            db,
+            root,
+            stack: Vec::new(),
+        }
     }
 
     /// Moves to the first element of the bucket.
@@ -37,7 +41,10 @@ impl<'db> Cursor<'db> {
     /// A page on the way cannot be read or is malformed.
     pub fn first(&mut self) -> Result<Option<LeafEntry<'_>>> {
         self.stack.clear();
-        self.stack.push(Frame { page: Rc::clone(&self.root), index: 0 });
+        self.stack.push(Frame {
+            page: Rc::clone(&self.root),
+            index: 0,
+        });
         self.descend(false)?;
         if self.top_is_exhausted() {
             return self.advance();
@@ -52,7 +59,10 @@ impl<'db> Cursor<'db> {
     pub fn last(&mut self) -> Result<Option<LeafEntry<'_>>> {
         self.stack.clear();
         let count = self.root.count();
-        self.stack.push(Frame { page: Rc::clone(&self.root), index: count.saturating_sub(1) });
+        self.stack.push(Frame {
+            page: Rc::clone(&self.root),
+            index: count.saturating_sub(1),
+        });
         self.descend(true)?;
         self.current()
     }
@@ -100,7 +110,9 @@ impl<'db> Cursor<'db> {
     /// first element (or its last when `to_last`).
     fn descend(&mut self, to_last: bool) -> Result<()> {
         loop {
-            let Some(top) = self.stack.last() else { return Ok(()) };
+            let Some(top) = self.stack.last() else {
+                return Ok(());
+            };
             let page = &top.page;
             if page.is_leaf() {
                 return Ok(());
@@ -119,7 +131,11 @@ impl<'db> Cursor<'db> {
             if self.stack.len() >= MAX_DEPTH {
                 return Err(Error::TooDeep(MAX_DEPTH));
             }
-            let index = if to_last { child.count().saturating_sub(1) } else { 0 };
+            let index = if to_last {
+                child.count().saturating_sub(1)
+            } else {
+                0
+            };
             if !child.is_leaf() && !child.is_branch() {
                 return Err(Error::UnexpectedPageType {
                     pgid: child.pgid,
@@ -127,7 +143,10 @@ impl<'db> Cursor<'db> {
                     expected: "branch or leaf",
                 });
             }
-            self.stack.push(Frame { page: Rc::new(child), index });
+            self.stack.push(Frame {
+                page: Rc::new(child),
+                index,
+            });
         }
     }
 

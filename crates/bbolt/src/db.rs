@@ -53,16 +53,29 @@ impl Db {
             }
             (Ok(a), Err(_)) => a,
             (Err(_), Ok(b)) => b,
-            (Err(e0), Err(e1)) => return Err(Error::NoValidMeta { meta0: Box::new(e0), meta1: Box::new(e1) }),
+            (Err(e0), Err(e1)) => {
+                return Err(Error::NoValidMeta {
+                    meta0: Box::new(e0),
+                    meta1: Box::new(e1),
+                });
+            }
         };
         if meta.page_size != page_size {
             return Err(Error::InvalidPageSize(meta.page_size));
         }
         let need = meta.pgid.0.checked_mul(u64::from(page_size));
         if need.is_none_or(|n| n > file_len) {
-            return Err(Error::ShortFile { file_len, pages: meta.pgid.0, page_size });
+            return Err(Error::ShortFile {
+                file_len,
+                pages: meta.pgid.0,
+                page_size,
+            });
         }
-        Ok(Db { file, file_len, meta })
+        Ok(Db {
+            file,
+            file_len,
+            meta,
+        })
     }
 
     /// The meta in use.
@@ -104,16 +117,23 @@ impl Db {
         self.file.read_exact_at(&mut buf, pgid.0 * ps)?;
         let header = PageHeader::from_bytes(&buf)?;
         if header.id != pgid {
-            return Err(Error::PageIdMismatch { pgid, found: header.id });
+            return Err(Error::PageIdMismatch {
+                pgid,
+                found: header.id,
+            });
         }
         if header.overflow > 0 {
             let last = pgid.0 + u64::from(header.overflow);
             if last >= high_water.0 {
-                return Err(Error::PageOutOfBounds { pgid: Pgid(last), high_water });
+                return Err(Error::PageOutOfBounds {
+                    pgid: Pgid(last),
+                    high_water,
+                });
             }
             let total = (u64::from(header.overflow) + 1) * ps;
             buf.resize(total as usize, 0);
-            self.file.read_exact_at(&mut buf[ps as usize..], (pgid.0 + 1) * ps)?;
+            self.file
+                .read_exact_at(&mut buf[ps as usize..], (pgid.0 + 1) * ps)?;
         }
         Page::from_bytes(Some(pgid), buf)
     }
@@ -121,7 +141,10 @@ impl Db {
     /// The root bucket, whose keys are the names of the top-level buckets.
     #[must_use]
     pub fn root(&self) -> Bucket {
-        Bucket::Paged { root: self.meta.root, sequence: self.meta.root_sequence }
+        Bucket::Paged {
+            root: self.meta.root,
+            sequence: self.meta.root_sequence,
+        }
     }
 
     /// The top-level bucket called `name`, if it exists.
@@ -135,7 +158,9 @@ impl Db {
         while let Some(entry) = e {
             if entry.key == name {
                 if !entry.is_bucket() {
-                    return Err(Error::NotABucket(String::from_utf8_lossy(name).into_owned()));
+                    return Err(Error::NotABucket(
+                        String::from_utf8_lossy(name).into_owned(),
+                    ));
                 }
                 return Bucket::from_value(entry.key, entry.value).map(Some);
             }
@@ -195,10 +220,10 @@ fn detect_page_size(file: &File, file_len: u64) -> Result<u32> {
                 if off + (PAGE_HEADER_SIZE + META_SIZE) as u64 > file_len {
                     break;
                 }
-                if let Ok(m) = read_meta(file, off) {
-                    if u64::from(m.page_size) == off {
-                        return valid_page_size(m.page_size);
-                    }
+                if let Ok(m) = read_meta(file, off)
+                    && u64::from(m.page_size) == off
+                {
+                    return valid_page_size(m.page_size);
                 }
             }
             Err(e0)

@@ -26,7 +26,9 @@ pub enum Error {
     #[error("not a bbolt file (magic {0:#010x})")]
     InvalidMagic(u32),
     /// The file was written on a big-endian machine.
-    #[error("the bbolt file was written on a big-endian machine; only little-endian files are supported")]
+    #[error(
+        "the bbolt file was written on a big-endian machine; only little-endian files are supported"
+    )]
     BigEndian,
     /// Unsupported format version.
     #[error("unsupported bbolt version {0} (expected 2)")]
@@ -51,7 +53,9 @@ pub enum Error {
     #[error("invalid page size {0} in the meta page")]
     InvalidPageSize(u32),
     /// The file is shorter than the meta's high-water mark says.
-    #[error("the file has {file_len} bytes but the meta says {pages} pages of {page_size} bytes are in use")]
+    #[error(
+        "the file has {file_len} bytes but the meta says {pages} pages of {page_size} bytes are in use"
+    )]
     ShortFile {
         /// File length.
         file_len: u64,

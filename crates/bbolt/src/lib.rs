@@ -30,4 +30,6 @@ pub use bucket::{BUCKET_HEADER_SIZE, Bucket};
 pub use cursor::Cursor;
 pub use db::Db;
 pub use error::{Error, Result};
-pub use types::{DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION};
+pub use types::{
+    DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
+};

@@ -57,7 +57,11 @@ impl Meta {
     pub fn from_page(page: &[u8]) -> Result<Meta> {
         let need = PAGE_HEADER_SIZE + META_SIZE;
         if page.len() < need {
-            return Err(Error::Truncated { what: "meta page", need, have: page.len() });
+            return Err(Error::Truncated {
+                what: "meta page",
+                need,
+                have: page.len(),
+            });
         }
         Ok(Meta::from_bytes(&page[PAGE_HEADER_SIZE..need]))
     }
@@ -117,7 +121,10 @@ impl Meta {
         }
         let want = self.compute_checksum();
         if self.checksum != want {
-            return Err(Error::Checksum { stored: self.checksum, computed: want });
+            return Err(Error::Checksum {
+                stored: self.checksum,
+                computed: want,
+            });
         }
         Ok(())
     }

@@ -56,7 +56,11 @@ impl PageHeader {
     /// [`Error::Truncated`] when `b` is shorter than a header.
     pub fn from_bytes(b: &[u8]) -> Result<PageHeader> {
         if b.len() < PAGE_HEADER_SIZE {
-            return Err(Error::Truncated { what: "page header", need: PAGE_HEADER_SIZE, have: b.len() });
+            return Err(Error::Truncated {
+                what: "page header",
+                need: PAGE_HEADER_SIZE,
+                have: b.len(),
+            });
         }
         Ok(PageHeader {
             id: Pgid(u64_at(b, 0)),
@@ -133,7 +137,11 @@ impl Page {
     /// [`Error::Truncated`] when the bytes cannot hold a header.
     pub fn from_bytes(pgid: Option<Pgid>, bytes: Vec<u8>) -> Result<Page> {
         let header = PageHeader::from_bytes(&bytes)?;
-        Ok(Page { pgid, header, bytes })
+        Ok(Page {
+            pgid,
+            header,
+            bytes,
+        })
     }
 
     /// The raw bytes of the page, header included.
@@ -164,16 +172,28 @@ impl Page {
         let start = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
         self.bytes
             .get(start..start + ELEMENT_SIZE)
-            .ok_or(Error::ElementOutOfBounds { pgid: self.pgid, index: i })
+            .ok_or(Error::ElementOutOfBounds {
+                pgid: self.pgid,
+                index: i,
+            })
     }
 
     fn slice(&self, i: usize, pos: u32, len: u64) -> Result<&[u8]> {
         let start = (PAGE_HEADER_SIZE + ELEMENT_SIZE * i) as u64 + u64::from(pos);
-        let end = start.checked_add(len).ok_or(Error::ElementOutOfBounds { pgid: self.pgid, index: i })?;
+        let end = start.checked_add(len).ok_or(Error::ElementOutOfBounds {
+            pgid: self.pgid,
+            index: i,
+        })?;
         let (start, end) = (usize::try_from(start), usize::try_from(end));
         match (start, end) {
-            (Ok(s), Ok(e)) => self.bytes.get(s..e).ok_or(Error::ElementOutOfBounds { pgid: self.pgid, index: i }),
-            _ => Err(Error::ElementOutOfBounds { pgid: self.pgid, index: i }),
+            (Ok(s), Ok(e)) => self.bytes.get(s..e).ok_or(Error::ElementOutOfBounds {
+                pgid: self.pgid,
+                index: i,
+            }),
+            _ => Err(Error::ElementOutOfBounds {
+                pgid: self.pgid,
+                index: i,
+            }),
         }
     }
 
@@ -186,7 +206,11 @@ impl Page {
         let (fl, pos, ksize, vsize) = (u32_at(e, 0), u32_at(e, 4), u32_at(e, 8), u32_at(e, 12));
         let kv = self.slice(i, pos, u64::from(ksize) + u64::from(vsize))?;
         let (key, value) = kv.split_at(ksize as usize);
-        Ok(LeafEntry { flags: fl, key, value })
+        Ok(LeafEntry {
+            flags: fl,
+            key,
+            value,
+        })
     }
 
     /// Branch element `i`, bounds-checked against the page.
@@ -197,7 +221,10 @@ impl Page {
         let e = self.element(i)?;
         let (pos, ksize, pgid) = (u32_at(e, 0), u32_at(e, 4), u64_at(e, 8));
         let key = self.slice(i, pos, u64::from(ksize))?;
-        Ok(BranchEntry { key, pgid: Pgid(pgid) })
+        Ok(BranchEntry {
+            key,
+            pgid: Pgid(pgid),
+        })
     }
 }
 

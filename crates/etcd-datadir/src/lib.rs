@@ -34,7 +34,9 @@ pub enum Error {
 /// # Errors
 /// [`Error`] when the file is not a readable etcd database.
 pub fn current_revision(db: &bbolt::Db) -> Result<Revision, Error> {
-    let key = db.bucket(schema::KEY_BUCKET)?.ok_or(Error::MissingBucket("key"))?;
+    let key = db
+        .bucket(schema::KEY_BUCKET)?
+        .ok_or(Error::MissingBucket("key"))?;
     let mut cursor = db.cursor(&key)?;
     let last = match cursor.last()? {
         Some(e) => Some(revision::main_of(e.key).ok_or(Error::BadRevisionKey(e.key.len()))?),
@@ -51,5 +53,7 @@ pub fn current_revision(db: &bbolt::Db) -> Result<Revision, Error> {
             e = c.next()?;
         }
     }
-    Ok(Revision(last.into_iter().chain(compacted).max().unwrap_or(1).max(1)))
+    Ok(Revision(
+        last.into_iter().chain(compacted).max().unwrap_or(1).max(1),
+    ))
 }

@@ -44,7 +44,11 @@ impl RevKey {
         }
         let main = i64::from_be_bytes(b[0..8].try_into().ok()?);
         let sub = i64::from_be_bytes(b[9..17].try_into().ok()?);
-        Some(RevKey { main, sub, tombstone })
+        Some(RevKey {
+            main,
+            sub,
+            tombstone,
+        })
     }
 
     /// Encodes the key (17 bytes, or 18 with the tombstone mark).
@@ -71,7 +75,9 @@ impl RevKey {
 /// (`snapshot status`, etcd-backup-restore's validator).
 #[must_use]
 pub fn main_of(key: &[u8]) -> Option<i64> {
-    key.get(0..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes)
+    key.get(0..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
 }
 
 #[cfg(test)]
@@ -80,11 +86,24 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_odd_lengths() {
-        let k = RevKey { main: 7, sub: 2, tombstone: true };
+        let k = RevKey {
+            main: 7,
+            sub: 2,
+            tombstone: true,
+        };
         let b = k.to_bytes();
-        assert_eq!(b, [0, 0, 0, 0, 0, 0, 0, 7, 0x5f, 0, 0, 0, 0, 0, 0, 0, 2, 0x74]);
+        assert_eq!(
+            b,
+            [0, 0, 0, 0, 0, 0, 0, 7, 0x5f, 0, 0, 0, 0, 0, 0, 0, 2, 0x74]
+        );
         assert_eq!(RevKey::from_bytes(&b), Some(k));
-        assert_eq!(RevKey::from_bytes(&b[..17]), Some(RevKey { tombstone: false, ..k }));
+        assert_eq!(
+            RevKey::from_bytes(&b[..17]),
+            Some(RevKey {
+                tombstone: false,
+                ..k
+            })
+        );
         assert_eq!(RevKey::from_bytes(&b[..16]), None);
         let mut bad = b.clone();
         bad[8] = b'-';
@@ -94,8 +113,18 @@ mod tests {
 
     #[test]
     fn byte_order_is_revision_order() {
-        let a = RevKey { main: 255, sub: 9, tombstone: false }.to_bytes();
-        let b = RevKey { main: 256, sub: 0, tombstone: false }.to_bytes();
+        let a = RevKey {
+            main: 255,
+            sub: 9,
+            tombstone: false,
+        }
+        .to_bytes();
+        let b = RevKey {
+            main: 256,
+            sub: 0,
+            tombstone: false,
+        }
+        .to_bytes();
         assert!(a < b);
     }
 }

@@ -7,7 +7,9 @@ async fn check(version: EtcdVersion) {
     let etcd = Etcd::start(version).await;
     let mut c = etcd.client().await.unwrap();
     for i in 0..3000 {
-        c.put(format!("k{i:05}"), vec![b'v'; 300], None).await.unwrap();
+        c.put(format!("k{i:05}"), vec![b'v'; 300], None)
+            .await
+            .unwrap();
     }
     c.put("big", vec![7u8; 1_500_000], None).await.unwrap();
     c.delete("k00001", None).await.unwrap();
@@ -34,14 +36,27 @@ async fn check(version: EtcdVersion) {
         e = cur.next().unwrap();
     }
     assert_eq!(n, 3002, "3000 puts, the big value, one delete");
-    let names: Vec<String> = db.bucket_names().unwrap().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
-    assert!(names.contains(&"key".to_string()) && names.contains(&"meta".to_string()), "{names:?}");
+    let names: Vec<String> = db
+        .bucket_names()
+        .unwrap()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        names.contains(&"key".to_string()) && names.contains(&"meta".to_string()),
+        "{names:?}"
+    );
 
     // After compaction with deletes as the newest writes, the revision comes from finishedCompactRev.
     c.put("gone", "x", None).await.unwrap();
     c.delete("gone", None).await.unwrap();
     let rev = etcd.revision().await;
-    c.compact(rev, Some(testkit::etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+    c.compact(
+        rev,
+        Some(testkit::etcd_client::CompactionOptions::new().with_physical()),
+    )
+    .await
+    .unwrap();
     let file2 = dir.path().join("snap2.db");
     etcd.etcdctl_ok(&["snapshot", "save", file2.to_str().unwrap()]);
     let db2 = bbolt::Db::open(&file2).unwrap();

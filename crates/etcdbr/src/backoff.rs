@@ -26,7 +26,12 @@ impl ExponentialBackoff {
     /// A backoff with the given parameters, before its first attempt.
     #[must_use]
     pub fn new(multiplier: u32, attempt_limit: u32, threshold: Duration) -> ExponentialBackoff {
-        ExponentialBackoff { multiplier, attempt_limit, threshold, attempt: 0 }
+        ExponentialBackoff {
+            multiplier,
+            attempt_limit,
+            threshold,
+            attempt: 0,
+        }
     }
 
     /// The delay before the next attempt; advances the attempt counter.

@@ -35,31 +35,67 @@ pub async fn defragment_cluster(etcd: &EtcdOptions) -> Result<Vec<MemberDefrag>>
     let mut client = etcd.connect().await?;
     let members = tokio::time::timeout(etcd.connection_timeout, client.member_list())
         .await
-        .map_err(|_| Error::Timeout { op: "list etcd members", after: etcd.connection_timeout })?
-        .map_err(|e| Error::Etcd { op: "member list", source: e })?;
+        .map_err(|_| Error::Timeout {
+            op: "list etcd members",
+            after: etcd.connection_timeout,
+        })?
+        .map_err(|e| Error::Etcd {
+            op: "member list",
+            source: e,
+        })?;
     let mut targets = Vec::new();
     for m in members.members() {
-        let Some(url) = m.client_urls().first() else { continue };
+        let Some(url) = m.client_urls().first() else {
+            continue;
+        };
         let mut opts = etcd.clone();
         opts.endpoints = vec![url.clone()];
         let mut c = opts.connect().await?;
         let st = tokio::time::timeout(etcd.connection_timeout, c.status())
             .await
-            .map_err(|_| Error::Timeout { op: "get member status", after: etcd.connection_timeout })?
-            .map_err(|e| Error::Etcd { op: "status", source: e })?;
+            .map_err(|_| Error::Timeout {
+                op: "get member status",
+                after: etcd.connection_timeout,
+            })?
+            .map_err(|e| Error::Etcd {
+                op: "status",
+                source: e,
+            })?;
         targets.push((st.leader() == m.id(), url.clone(), c, st.db_size()));
     }
     targets.sort_by_key(|t| t.0);
     let mut out = Vec::new();
     for (leader, endpoint, mut c, size_before) in targets {
-        tracing::info!("Defragmenting etcd member[{endpoint}] (leader: {leader}), db size before: {size_before} bytes");
+        tracing::info!(
+            "Defragmenting etcd member[{endpoint}] (leader: {leader}), db size before: {size_before} bytes"
+        );
         tokio::time::timeout(etcd.defrag_timeout, c.defragment())
             .await
-            .map_err(|_| Error::Timeout { op: "defragment etcd", after: etcd.defrag_timeout })?
-            .map_err(|e| Error::Etcd { op: "defragment", source: e })?;
-        let size_after = c.status().await.map_err(|e| Error::Etcd { op: "status", source: e })?.db_size();
-        tracing::info!("Finished defragmenting etcd member[{endpoint}], db size after: {size_after} bytes");
-        out.push(MemberDefrag { endpoint, leader, size_before, size_after });
+            .map_err(|_| Error::Timeout {
+                op: "defragment etcd",
+                after: etcd.defrag_timeout,
+            })?
+            .map_err(|e| Error::Etcd {
+                op: "defragment",
+                source: e,
+            })?;
+        let size_after = c
+            .status()
+            .await
+            .map_err(|e| Error::Etcd {
+                op: "status",
+                source: e,
+            })?
+            .db_size();
+        tracing::info!(
+            "Finished defragmenting etcd member[{endpoint}], db size after: {size_after} bytes"
+        );
+        out.push(MemberDefrag {
+            endpoint,
+            leader,
+            size_before,
+            size_after,
+        });
     }
     Ok(out)
 }
@@ -70,7 +106,9 @@ pub async fn run_periodically(etcd: EtcdOptions, schedule: Schedule, stop: Cance
     loop {
         let now = Local::now();
         let Some(next) = schedule.next_after(now) else {
-            tracing::warn!("Defragmentation schedule {schedule} never fires again; defragmentation stops");
+            tracing::warn!(
+                "Defragmentation schedule {schedule} never fires again; defragmentation stops"
+            );
             return;
         };
         tracing::info!("Next defragmentation at {next}");
@@ -83,9 +121,16 @@ pub async fn run_periodically(etcd: EtcdOptions, schedule: Schedule, stop: Cance
             match defragment_cluster(&etcd).await {
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::warn!("Defragmentation failed: {}; retrying in {DEFRAG_RETRY_PERIOD:?}", crate::snapshotter::error_chain(&e));
-                    let retry_at = Local::now() + chrono::Duration::from_std(DEFRAG_RETRY_PERIOD).unwrap_or_default();
-                    if schedule.next_after(next).is_some_and(|following| retry_at >= following) {
+                    tracing::warn!(
+                        "Defragmentation failed: {}; retrying in {DEFRAG_RETRY_PERIOD:?}",
+                        crate::snapshotter::error_chain(&e)
+                    );
+                    let retry_at = Local::now()
+                        + chrono::Duration::from_std(DEFRAG_RETRY_PERIOD).unwrap_or_default();
+                    if schedule
+                        .next_after(next)
+                        .is_some_and(|following| retry_at >= following)
+                    {
                         break;
                     }
                 }

@@ -68,7 +68,9 @@ pub enum DeltaFormatError {
     #[error("delta snapshot is missing hash: only {0} bytes")]
     MissingHash(usize),
     /// The trailer does not match the JSON.
-    #[error("delta snapshot hash mismatch: the sha256 trailer does not match its {0} bytes of JSON")]
+    #[error(
+        "delta snapshot hash mismatch: the sha256 trailer does not match its {0} bytes of JSON"
+    )]
     HashMismatch(usize),
     /// The JSON does not parse as a list of events.
     #[error("delta snapshot JSON is malformed")]
@@ -174,7 +176,11 @@ fn write_event(out: &mut Vec<u8>, e: &Event, time: DateTime<Utc>) {
         field(out, "key");
         push_b64(out, &e.key);
     }
-    for (name, v) in [("create_revision", e.create_revision), ("mod_revision", e.mod_revision), ("version", e.version)] {
+    for (name, v) in [
+        ("create_revision", e.create_revision),
+        ("mod_revision", e.mod_revision),
+        ("version", e.version),
+    ] {
         if v != 0 {
             field(out, name);
             out.extend_from_slice(v.to_string().as_bytes());
@@ -196,7 +202,10 @@ fn write_event(out: &mut Vec<u8>, e: &Event, time: DateTime<Utc>) {
 fn push_b64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
     let n = B64.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
     out.truncate(start + n);
     out.push(b'"');
@@ -265,7 +274,10 @@ pub fn verify(object: &[u8]) -> Result<&[u8], DeltaFormatError> {
 pub fn decode(object: &[u8]) -> Result<Vec<TimedEvent>, DeltaFormatError> {
     let json = verify(object)?;
     let raw: Vec<RawTimed> = serde_json::from_slice(json).map_err(DeltaFormatError::Json)?;
-    raw.into_iter().enumerate().map(|(index, r)| convert(index, r)).collect()
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, r)| convert(index, r))
+        .collect()
 }
 
 fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
@@ -278,10 +290,15 @@ fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
     };
     let kv = ev.kv.ok_or_else(|| bad("no kv".into()))?;
     let b64 = |field: &str, v: Option<String>| -> Result<Vec<u8>, DeltaFormatError> {
-        v.map_or(Ok(Vec::new()), |s| B64.decode(s).map_err(|e| bad(format!("{field} is not base64: {e}"))))
+        v.map_or(Ok(Vec::new()), |s| {
+            B64.decode(s)
+                .map_err(|e| bad(format!("{field} is not base64: {e}")))
+        })
     };
     let time = match r.time {
-        Some(t) => DateTime::parse_from_rfc3339(&t).map_err(|e| bad(format!("time {t:?}: {e}")))?.with_timezone(&Utc),
+        Some(t) => DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| bad(format!("time {t:?}: {e}")))?
+            .with_timezone(&Utc),
         None => DateTime::<Utc>::UNIX_EPOCH,
     };
     Ok(TimedEvent {
@@ -304,7 +321,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn t(nanos: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap() + chrono::Duration::nanoseconds(i64::from(nanos))
+        Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(i64::from(nanos))
     }
 
     fn put(key: &str, value: &str, create: i64, rev: i64, version: i64, lease: i64) -> Event {
@@ -331,8 +349,19 @@ mod tests {
     fn encodes_exactly_as_go_does() {
         let mut enc = DeltaEncoder::new();
         enc.push(&put("foo", "bar", 2, 2, 1, 0), t(5));
-        enc.push(&put("foo", "", 2, 3, 2, 7_587_869_323_512_432_135), t(120_000_000));
-        let del = Event { kind: EventType::Delete, key: b"foo".to_vec(), create_revision: 0, mod_revision: 4, version: 0, value: vec![], lease: 0 };
+        enc.push(
+            &put("foo", "", 2, 3, 2, 7_587_869_323_512_432_135),
+            t(120_000_000),
+        );
+        let del = Event {
+            kind: EventType::Delete,
+            key: b"foo".to_vec(),
+            create_revision: 0,
+            mod_revision: 4,
+            version: 0,
+            value: vec![],
+            lease: 0,
+        };
         enc.push(&del, t(0));
         assert_eq!(enc.first_revision(), Some(Revision(2)));
         assert_eq!(enc.last_revision(), Some(Revision(4)));
@@ -363,13 +392,25 @@ mod tests {
 
         let mut flipped = obj.clone();
         flipped[3] ^= 1;
-        assert!(matches!(decode(&flipped), Err(DeltaFormatError::HashMismatch(_))));
-        assert!(matches!(decode(&obj[..10]), Err(DeltaFormatError::MissingHash(10))));
+        assert!(matches!(
+            decode(&flipped),
+            Err(DeltaFormatError::HashMismatch(_))
+        ));
+        assert!(matches!(
+            decode(&obj[..10]),
+            Err(DeltaFormatError::MissingHash(10))
+        ));
 
-        let mut bad = br#"[{"etcdEvent":{"type":7,"kv":{}},"time":"2019-08-05T21:41:52Z"}]"#.to_vec();
+        let mut bad =
+            br#"[{"etcdEvent":{"type":7,"kv":{}},"time":"2019-08-05T21:41:52Z"}]"#.to_vec();
         let h = Sha256::digest(&bad);
         bad.extend_from_slice(&h);
-        assert!(decode(&bad).unwrap_err().to_string().contains("unknown event type 7"));
+        assert!(
+            decode(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown event type 7")
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub enum Error {
         size: u64,
     },
     /// The snapshot stream's trailer does not match its content.
-    #[error("the full snapshot's SHA256 trailer does not match its {size} bytes of data; the snapshot is corrupt")]
+    #[error(
+        "the full snapshot's SHA256 trailer does not match its {size} bytes of data; the snapshot is corrupt"
+    )]
     SnapshotHashMismatch {
         /// Bytes of data (without the trailer).
         size: u64,
@@ -60,7 +62,9 @@ pub enum Error {
     #[error("the etcd watch {0}")]
     Watch(String),
     /// etcd compacted the revisions the watch needed.
-    #[error("the watch start revision {wanted} has been compacted (etcd's oldest revision is {compact_revision}); a full snapshot is needed")]
+    #[error(
+        "the watch start revision {wanted} has been compacted (etcd's oldest revision is {compact_revision}); a full snapshot is needed"
+    )]
     Compacted {
         /// The revision the watch started at.
         wanted: i64,
@@ -76,7 +80,9 @@ pub enum Error {
         got: i64,
     },
     /// etcd's revision went below what is already backed up (etcd restored or replaced).
-    #[error("etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced")]
+    #[error(
+        "etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced"
+    )]
     RevisionWentBack {
         /// etcd's revision now.
         current: i64,
@@ -89,7 +95,10 @@ impl Error {
     /// Whether recovering needs a new full snapshot rather than resuming the delta chain.
     #[must_use]
     pub fn needs_full_snapshot(&self) -> bool {
-        matches!(self, Error::Compacted { .. } | Error::RevisionGap { .. } | Error::RevisionWentBack { .. })
+        matches!(
+            self,
+            Error::Compacted { .. } | Error::RevisionGap { .. } | Error::RevisionWentBack { .. }
+        )
     }
 
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {

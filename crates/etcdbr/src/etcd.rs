@@ -63,7 +63,14 @@ impl fmt::Debug for EtcdOptions {
             .field("endpoints", &self.endpoints)
             .field("service_endpoints", &self.service_endpoints)
             .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .field("connection_timeout", &self.connection_timeout)
             .field("snapshot_timeout", &self.snapshot_timeout)
             .field("insecure_transport", &self.insecure_transport)
@@ -86,13 +93,19 @@ impl EtcdOptions {
     /// [`Error::Config`] naming the flag.
     pub fn validate(&self) -> Result<()> {
         if self.endpoints.is_empty() || self.endpoints.iter().any(String::is_empty) {
-            return Err(Error::Config("--endpoints must name at least one etcd client URL".into()));
+            return Err(Error::Config(
+                "--endpoints must name at least one etcd client URL".into(),
+            ));
         }
         if self.connection_timeout.is_zero() {
-            return Err(Error::Config("--etcd-connection-timeout must be greater than zero".into()));
+            return Err(Error::Config(
+                "--etcd-connection-timeout must be greater than zero".into(),
+            ));
         }
         if self.snapshot_timeout.is_zero() {
-            return Err(Error::Config("--etcd-snapshot-timeout must be greater than zero".into()));
+            return Err(Error::Config(
+                "--etcd-snapshot-timeout must be greater than zero".into(),
+            ));
         }
         if self.snapshot_timeout < self.connection_timeout {
             return Err(Error::Config(
@@ -100,10 +113,14 @@ impl EtcdOptions {
             ));
         }
         if self.defrag_timeout.is_zero() {
-            return Err(Error::Config("--etcd-defrag-timeout must be greater than zero".into()));
+            return Err(Error::Config(
+                "--etcd-defrag-timeout must be greater than zero".into(),
+            ));
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(Error::Config("--cert and --key must be given together".into()));
+            return Err(Error::Config(
+                "--cert and --key must be given together".into(),
+            ));
         }
         Ok(())
     }
@@ -112,7 +129,10 @@ impl EtcdOptions {
     /// `--insecure-transport=false` (then with the system's roots if no CA is given).
     #[must_use]
     pub fn uses_tls(&self) -> bool {
-        self.cert_file.is_some() || self.key_file.is_some() || self.ca_file.is_some() || !self.insecure_transport
+        self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.ca_file.is_some()
+            || !self.insecure_transport
     }
 
     fn tls(&self) -> Result<Option<TlsOptions>> {
@@ -125,7 +145,8 @@ impl EtcdOptions {
             ));
         }
         let read = |flag: &str, p: &PathBuf| {
-            std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", p.display())))
+            std::fs::read(p)
+                .map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", p.display())))
         };
         let mut tls = TlsOptions::new();
         match &self.ca_file {
@@ -133,7 +154,10 @@ impl EtcdOptions {
             None => tls = tls.with_native_roots(),
         }
         if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
-            tls = tls.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?));
+            tls = tls.identity(Identity::from_pem(
+                read("--cert", cert)?,
+                read("--key", key)?,
+            ));
         }
         Ok(Some(tls))
     }
@@ -159,28 +183,53 @@ impl EtcdOptions {
         let endpoints: Vec<String> = self
             .endpoints
             .iter()
-            .map(|e| if e.contains("://") { e.clone() } else { format!("{scheme}{e}") })
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("{scheme}{e}")
+                }
+            })
             .collect();
         let connect = Client::connect(&endpoints, Some(opts));
         match tokio::time::timeout(self.connection_timeout, connect).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(Error::Etcd { op: "connect", source: e }),
-            Err(_) => Err(Error::Timeout { op: "connect to etcd", after: self.connection_timeout }),
+            Ok(Err(e)) => Err(Error::Etcd {
+                op: "connect",
+                source: e,
+            }),
+            Err(_) => Err(Error::Timeout {
+                op: "connect to etcd",
+                after: self.connection_timeout,
+            }),
         }
     }
 }
 
 /// A watch client that accepts etcd's large watch responses.
 pub(crate) fn watch_client(client: &Client) -> etcd_client::WatchClient {
-    client.watch_client().max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    client
+        .watch_client()
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
 }
 
 /// The current revision of the etcd behind `client`.
 pub(crate) async fn current_revision(client: &mut Client, timeout: Duration) -> Result<i64> {
-    let opts = etcd_client::GetOptions::new().with_all_keys().with_keys_only().with_limit(1);
+    let opts = etcd_client::GetOptions::new()
+        .with_all_keys()
+        .with_keys_only()
+        .with_limit(1);
     let resp = tokio::time::timeout(timeout, client.get("", Some(opts)))
         .await
-        .map_err(|_| Error::Timeout { op: "get the etcd revision", after: timeout })?
-        .map_err(|e| Error::Etcd { op: "get the etcd revision", source: e })?;
-    Ok(resp.header().map_or(0, etcd_client::ResponseHeader::revision))
+        .map_err(|_| Error::Timeout {
+            op: "get the etcd revision",
+            after: timeout,
+        })?
+        .map_err(|e| Error::Etcd {
+            op: "get the etcd revision",
+            source: e,
+        })?;
+    Ok(resp
+        .header()
+        .map_or(0, etcd_client::ResponseHeader::revision))
 }

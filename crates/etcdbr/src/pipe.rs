@@ -26,13 +26,19 @@ pub const PIPE_CAPACITY: usize = 8;
 pub fn compressed_body<R: Read + Send + 'static>(source: R, compression: Compression) -> Body {
     let (tx, rx) = mpsc::channel(PIPE_CAPACITY);
     tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter { tx, buf: BytesMut::with_capacity(PIPE_CHUNK) };
+        let mut w = ChannelWriter {
+            tx,
+            buf: BytesMut::with_capacity(PIPE_CHUNK),
+        };
         let result = compression.compress(source, &mut w).and_then(|_| w.flush());
         if let Err(e) = result {
             let _ = w.tx.blocking_send(Err(e));
         }
     });
-    Box::new(ChannelReader { rx, cur: Bytes::new() })
+    Box::new(ChannelReader {
+        rx,
+        cur: Bytes::new(),
+    })
 }
 
 struct ChannelWriter {
@@ -47,7 +53,9 @@ impl ChannelWriter {
         }
         let chunk = self.buf.split().freeze();
         self.buf.reserve(PIPE_CHUNK);
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped reading"))
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped reading"))
     }
 }
 
@@ -71,7 +79,11 @@ struct ChannelReader {
 }
 
 impl AsyncRead for ChannelReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if !self.cur.is_empty() {
                 let n = self.cur.len().min(out.remaining());

@@ -41,7 +41,10 @@ impl FromStr for Schedule {
             .build()
             .parse(spec)
             .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
-        Ok(Schedule { spec: spec.to_owned(), cron })
+        Ok(Schedule {
+            spec: spec.to_owned(),
+            cron,
+        })
     }
 }
 
@@ -90,9 +93,15 @@ mod tests {
     fn parses_standard_five_field_specs() {
         let s: Schedule = "0 */1 * * *".parse().unwrap();
         let t = Local.with_ymd_and_hms(2024, 5, 1, 10, 20, 0).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Local.with_ymd_and_hms(2024, 5, 1, 11, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Local.with_ymd_and_hms(2024, 5, 1, 11, 0, 0).unwrap()
+        );
         let s: Schedule = "*/30 * * * *".parse().unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Local.with_ymd_and_hms(2024, 5, 1, 10, 30, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Local.with_ymd_and_hms(2024, 5, 1, 10, 30, 0).unwrap()
+        );
         assert!("@hourly".parse::<Schedule>().is_ok());
         let e = "0 0 */1 * * *".parse::<Schedule>().unwrap_err();
         assert!(e.contains("expected 5 fields"), "{e}");

@@ -19,15 +19,35 @@ fn fixtures() -> PathBuf {
 fn store(prefix: &str) -> SnapStore {
     let mut config = StoreConfig::default();
     prefix.clone_into(&mut config.prefix);
-    SnapStore::with_objects(Arc::new(LocalStore::new(fixtures()).unwrap()), Provider::Local, &config)
+    SnapStore::with_objects(
+        Arc::new(LocalStore::new(fixtures()).unwrap()),
+        Provider::Local,
+        &config,
+    )
 }
 
 fn put(key: &str, value: &[u8], create: i64, rev: i64, version: i64, lease: i64) -> Event {
-    Event { kind: EventType::Put, key: key.into(), create_revision: create, mod_revision: rev, version, value: value.to_vec(), lease }
+    Event {
+        kind: EventType::Put,
+        key: key.into(),
+        create_revision: create,
+        mod_revision: rev,
+        version,
+        value: value.to_vec(),
+        lease,
+    }
 }
 
 fn del(key: &str, rev: i64) -> Event {
-    Event { kind: EventType::Delete, key: key.into(), create_revision: 0, mod_revision: rev, version: 0, value: vec![], lease: 0 }
+    Event {
+        kind: EventType::Delete,
+        key: key.into(),
+        create_revision: 0,
+        mod_revision: rev,
+        version: 0,
+        value: vec![],
+        lease: 0,
+    }
 }
 
 fn expected() -> Vec<Event> {
@@ -47,28 +67,47 @@ fn expected() -> Vec<Event> {
 
 async fn read(store: &SnapStore, s: &snapstore::Snapshot) -> Vec<u8> {
     let mut raw = Vec::new();
-    store.fetch(s).await.unwrap().read_to_end(&mut raw).await.unwrap();
+    store
+        .fetch(s)
+        .await
+        .unwrap()
+        .read_to_end(&mut raw)
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    Compression::from_suffix(&s.compression_suffix).unwrap().decompress(&raw[..], &mut out).unwrap();
+    Compression::from_suffix(&s.compression_suffix)
+        .unwrap()
+        .decompress(&raw[..], &mut out)
+        .unwrap();
     out
 }
 
 #[tokio::test]
 async fn reads_the_originals_objects_with_every_compression() {
-    for (prefix, compression) in
-        [("none", Compression::None), ("gzip", Compression::Gzip), ("zlib", Compression::Zlib), ("lzw", Compression::Lzw)]
-    {
+    for (prefix, compression) in [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zlib", Compression::Zlib),
+        ("lzw", Compression::Lzw),
+    ] {
         let store = store(prefix);
         let list = store.list().await.unwrap();
         assert_eq!(list.len(), 2, "{prefix}");
         let set = store.latest_set().await.unwrap();
         let full = set.full.unwrap();
         assert_eq!((full.kind, full.last_revision.get()), (Kind::Full, 5));
-        assert_eq!(Compression::from_suffix(&full.compression_suffix).unwrap(), compression);
+        assert_eq!(
+            Compression::from_suffix(&full.compression_suffix).unwrap(),
+            compression
+        );
         assert_eq!(full.created_on.timestamp(), 1_700_000_000);
 
         let db = read(&store, &full).await;
-        assert_eq!(db.len(), 24_608, "{prefix}: the snapshot stream with its trailer");
+        assert_eq!(
+            db.len(),
+            24_608,
+            "{prefix}: the snapshot stream with its trailer"
+        );
         let (body, trailer) = db.split_at(db.len() - 32);
         assert_eq!(Sha256::digest(body).as_slice(), trailer);
         let tmp = tempfile::NamedTempFile::new().unwrap();
@@ -83,7 +122,10 @@ async fn reads_the_originals_objects_with_every_compression() {
         let got: Vec<Event> = events.iter().map(|e| e.event.clone()).collect();
         assert_eq!(got, expected(), "{prefix}");
         let ist: DateTime<Utc> = "2023-11-14T22:15:02.258109Z".parse().unwrap();
-        assert_eq!(events[4].time, ist, "a +05:30 time from Go is read as the same instant");
+        assert_eq!(
+            events[4].time, ist,
+            "a +05:30 time from Go is read as the same instant"
+        );
     }
 }
 
@@ -101,7 +143,10 @@ async fn our_delta_json_equals_gos() {
     let ours = enc.finish();
     let ours_json = std::str::from_utf8(&ours[..ours.len() - 32]).unwrap();
     // Go kept the event's +05:30 zone; etcdbr writes every time in UTC. Otherwise: identical.
-    let go_in_utc = go_json.replace("2023-11-15T03:45:02.258109+05:30", "2023-11-14T22:15:02.258109Z");
+    let go_in_utc = go_json.replace(
+        "2023-11-15T03:45:02.258109+05:30",
+        "2023-11-14T22:15:02.258109Z",
+    );
     assert_eq!(ours_json, go_in_utc);
     assert_ne!(go_json, go_in_utc, "the fixture does carry a non-UTC time");
 }

@@ -10,7 +10,9 @@ use etcdbr::snapshotter::{FullSnapshotOptions, Snapshotter, SnapshotterOptions};
 use sha2::{Digest, Sha256};
 use snapstore::provider::LocalStore;
 use snapstore::{Kind, Provider, SnapStore, Snapshot, StoreConfig};
-use testkit::etcd_client::{self, Client, EventType as WatchEventType, PutOptions, Txn, TxnOp, WatchOptions};
+use testkit::etcd_client::{
+    self, Client, EventType as WatchEventType, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use testkit::{Etcd, EtcdVersion};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -22,17 +24,33 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,h2=warn,tower=warn").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info,h2=warn,tower=warn")
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let objects = Arc::new(LocalStore::new(dir.path().join("store")).unwrap());
     let store = SnapStore::with_objects(objects, Provider::Local, &StoreConfig::default());
     let temp = dir.path().join("tmp");
     std::fs::create_dir_all(&temp).unwrap();
-    Fixture { _dir: dir, store, temp }
+    Fixture {
+        _dir: dir,
+        store,
+        temp,
+    }
 }
 
-fn options(f: &Fixture, compression: Compression, delta_period: Duration, limit: usize) -> SnapshotterOptions {
-    let full = FullSnapshotOptions { temp_dir: f.temp.clone(), compression, snapshot_timeout: Duration::from_secs(60) };
+fn options(
+    f: &Fixture,
+    compression: Compression,
+    delta_period: Duration,
+    limit: usize,
+) -> SnapshotterOptions {
+    let full = FullSnapshotOptions {
+        temp_dir: f.temp.clone(),
+        compression,
+        snapshot_timeout: Duration::from_secs(60),
+    };
     // Once a year: the schedule never fires during a test.
     let mut o = SnapshotterOptions::new("0 0 1 1 *".parse().unwrap(), full);
     o.delta_period = delta_period;
@@ -64,7 +82,11 @@ fn start(etcd: &Etcd, f: &Fixture, opts: SnapshotterOptions) -> Running {
 impl Running {
     async fn stop(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -83,7 +105,10 @@ async fn read_object(store: &SnapStore, s: &Snapshot) -> Vec<u8> {
     let mut raw = Vec::new();
     body.read_to_end(&mut raw).await.unwrap();
     let mut out = Vec::new();
-    Compression::from_suffix(&s.compression_suffix).unwrap().decompress(&raw[..], &mut out).unwrap();
+    Compression::from_suffix(&s.compression_suffix)
+        .unwrap()
+        .decompress(&raw[..], &mut out)
+        .unwrap();
     out
 }
 
@@ -91,13 +116,19 @@ async fn read_object(store: &SnapStore, s: &Snapshot) -> Vec<u8> {
 /// transactions, a re-create after delete, keys under a lease, and a value over 1 MiB.
 async fn workload(c: &mut Client, round: u32) {
     for i in 0..40 {
-        c.put(format!("/w{round}/k{i:03}"), format!("v{i}"), None).await.unwrap();
+        c.put(format!("/w{round}/k{i:03}"), format!("v{i}"), None)
+            .await
+            .unwrap();
     }
     for i in 0..10 {
-        c.put(format!("/w{round}/k{i:03}"), format!("v{i}-second"), None).await.unwrap();
+        c.put(format!("/w{round}/k{i:03}"), format!("v{i}-second"), None)
+            .await
+            .unwrap();
     }
     c.delete(format!("/w{round}/k005"), None).await.unwrap();
-    c.put(format!("/w{round}/k005"), "recreated", None).await.unwrap();
+    c.put(format!("/w{round}/k005"), "recreated", None)
+        .await
+        .unwrap();
     let txn = Txn::new().and_then(vec![
         TxnOp::put(format!("/w{round}/txn-a"), "1", None),
         TxnOp::put(format!("/w{round}/txn-b"), "2", None),
@@ -106,9 +137,22 @@ async fn workload(c: &mut Client, round: u32) {
     ]);
     c.txn(txn).await.unwrap();
     let lease = c.lease_grant(600, None).await.unwrap().id();
-    c.put(format!("/w{round}/leased"), "l", Some(PutOptions::new().with_lease(lease))).await.unwrap();
-    c.put(format!("/w{round}/big"), vec![b'x'; 1_200_000], None).await.unwrap();
-    c.delete(format!("/w{round}/k02"), Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    c.put(
+        format!("/w{round}/leased"),
+        "l",
+        Some(PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .unwrap();
+    c.put(format!("/w{round}/big"), vec![b'x'; 1_200_000], None)
+        .await
+        .unwrap();
+    c.delete(
+        format!("/w{round}/k02"),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
 }
 
 /// Checks the stored chain: the full snapshot keeps a valid trailer and is named after its
@@ -119,29 +163,52 @@ async fn verify_chain(store: &SnapStore, etcd: &Etcd) -> (Snapshot, Vec<Snapshot
     let full = set.full.clone().expect("a full snapshot");
     let db = read_object(store, &full).await;
     let (body, trailer) = db.split_at(db.len() - 32);
-    assert_eq!(Sha256::digest(body).as_slice(), trailer, "full snapshot keeps etcd's sha256 trailer");
+    assert_eq!(
+        Sha256::digest(body).as_slice(),
+        trailer,
+        "full snapshot keeps etcd's sha256 trailer"
+    );
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), &db).unwrap();
     let rev = etcd_datadir_revision(tmp.path());
-    assert_eq!(rev, full.last_revision.get(), "full snapshot named after its true revision");
+    assert_eq!(
+        rev,
+        full.last_revision.get(),
+        "full snapshot named after its true revision"
+    );
 
     let mut events = Vec::new();
     let mut next = full.last_revision.get() + 1;
     for d in &set.deltas {
         assert_eq!(d.kind, Kind::Incr);
-        assert_eq!(d.start_revision.get(), next, "delta {} starts right after the previous snapshot", d.snap_name);
+        assert_eq!(
+            d.start_revision.get(),
+            next,
+            "delta {} starts right after the previous snapshot",
+            d.snap_name
+        );
         let obj = read_object(store, d).await;
         let evs = delta_format::decode(&obj).unwrap();
         assert!(!evs.is_empty(), "no empty delta objects");
-        assert_eq!(evs.first().unwrap().event.mod_revision, d.start_revision.get());
-        assert_eq!(evs.last().unwrap().event.mod_revision, d.last_revision.get());
+        assert_eq!(
+            evs.first().unwrap().event.mod_revision,
+            d.start_revision.get()
+        );
+        assert_eq!(
+            evs.last().unwrap().event.mod_revision,
+            d.last_revision.get()
+        );
         next = d.last_revision.get() + 1;
         events.extend(evs.into_iter().map(|e| e.event));
     }
     // Revisions contiguous: each event's revision equals the previous one or the next.
     let mut prev = full.last_revision.get();
     for e in &events {
-        assert!(e.mod_revision == prev || e.mod_revision == prev + 1, "gap or disorder at {}", e.mod_revision);
+        assert!(
+            e.mod_revision == prev || e.mod_revision == prev + 1,
+            "gap or disorder at {}",
+            e.mod_revision
+        );
         prev = e.mod_revision;
     }
     let current = etcd.revision().await;
@@ -167,13 +234,30 @@ async fn watch_events(etcd: &Etcd, from: i64, to: i64) -> Vec<delta_format::Even
         return out;
     }
     let mut c = etcd.client().await.unwrap();
-    let mut w = c.watch("", Some(WatchOptions::new().with_all_keys().with_start_revision(from))).await.unwrap();
-    while out.last().is_none_or(|e: &delta_format::Event| e.mod_revision < to) {
+    let mut w = c
+        .watch(
+            "",
+            Some(
+                WatchOptions::new()
+                    .with_all_keys()
+                    .with_start_revision(from),
+            ),
+        )
+        .await
+        .unwrap();
+    while out
+        .last()
+        .is_none_or(|e: &delta_format::Event| e.mod_revision < to)
+    {
         let resp = w.message().await.unwrap().unwrap();
         for ev in resp.events() {
             let kv = ev.kv().unwrap();
             out.push(delta_format::Event {
-                kind: if ev.event_type() == WatchEventType::Delete { EventType::Delete } else { EventType::Put },
+                kind: if ev.event_type() == WatchEventType::Delete {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                },
                 key: kv.key().to_vec(),
                 create_revision: kv.create_revision(),
                 mod_revision: kv.mod_revision(),
@@ -187,7 +271,13 @@ async fn watch_events(etcd: &Etcd, from: i64, to: i64) -> Vec<delta_format::Even
 }
 
 async fn count(store: &SnapStore, kind: Kind) -> usize {
-    store.list().await.unwrap().iter().filter(|s| s.kind == kind && !s.is_chunk).count()
+    store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.kind == kind && !s.is_chunk)
+        .count()
 }
 
 async fn full_and_deltas(version: EtcdVersion, compression: Compression) {
@@ -195,16 +285,29 @@ async fn full_and_deltas(version: EtcdVersion, compression: Compression) {
     let mut c = etcd.client().await.unwrap();
     workload(&mut c, 0).await;
     let f = fixture();
-    let run = start(&etcd, &f, options(&f, compression, Duration::from_secs(1), 10 * 1024 * 1024));
-    wait_for("the full snapshot", async || count(&f.store, Kind::Full).await == 1).await;
+    let run = start(
+        &etcd,
+        &f,
+        options(&f, compression, Duration::from_secs(1), 10 * 1024 * 1024),
+    );
+    wait_for("the full snapshot", async || {
+        count(&f.store, Kind::Full).await == 1
+    })
+    .await;
     workload(&mut c, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     workload(&mut c, 2).await;
     run.stop().await;
     let (full, deltas) = verify_chain(&f.store, &etcd).await;
     assert!(full.snap_name.ends_with(compression.suffix()));
-    assert!(deltas.len() >= 2, "periodic deltas and the flush on stop: {}", deltas.len());
-    let big = deltas.iter().any(|d| d.snap_name.ends_with(compression.suffix()));
+    assert!(
+        deltas.len() >= 2,
+        "periodic deltas and the flush on stop: {}",
+        deltas.len()
+    );
+    let big = deltas
+        .iter()
+        .any(|d| d.snap_name.ends_with(compression.suffix()));
     assert!(big);
 }
 
@@ -233,12 +336,24 @@ async fn memory_limit_splits_deltas() {
     let etcd = Etcd::start(EtcdVersion::V34).await;
     let mut c = etcd.client().await.unwrap();
     let f = fixture();
-    let run = start(&etcd, &f, options(&f, Compression::Gzip, Duration::from_secs(3600), 4096));
-    wait_for("the full snapshot", async || count(&f.store, Kind::Full).await == 1).await;
+    let run = start(
+        &etcd,
+        &f,
+        options(&f, Compression::Gzip, Duration::from_secs(3600), 4096),
+    );
+    wait_for("the full snapshot", async || {
+        count(&f.store, Kind::Full).await == 1
+    })
+    .await;
     for i in 0..300 {
-        c.put(format!("key-{i}"), vec![b'v'; 100], None).await.unwrap();
+        c.put(format!("key-{i}"), vec![b'v'; 100], None)
+            .await
+            .unwrap();
     }
-    wait_for("deltas cut by the memory limit", async || count(&f.store, Kind::Incr).await >= 5).await;
+    wait_for("deltas cut by the memory limit", async || {
+        count(&f.store, Kind::Incr).await >= 5
+    })
+    .await;
     run.stop().await;
     let (_, deltas) = verify_chain(&f.store, &etcd).await;
     assert!(deltas.len() >= 5, "{}", deltas.len());
@@ -248,8 +363,20 @@ async fn memory_limit_splits_deltas() {
 async fn resumes_the_chain_after_etcd_restarts() {
     let mut etcd = Etcd::start(EtcdVersion::V35).await;
     let f = fixture();
-    let run = start(&etcd, &f, options(&f, Compression::Gzip, Duration::from_secs(1), 10 * 1024 * 1024));
-    wait_for("the full snapshot", async || count(&f.store, Kind::Full).await == 1).await;
+    let run = start(
+        &etcd,
+        &f,
+        options(
+            &f,
+            Compression::Gzip,
+            Duration::from_secs(1),
+            10 * 1024 * 1024,
+        ),
+    );
+    wait_for("the full snapshot", async || {
+        count(&f.store, Kind::Full).await == 1
+    })
+    .await;
     let mut c = etcd.client().await.unwrap();
     workload(&mut c, 0).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -261,11 +388,20 @@ async fn resumes_the_chain_after_etcd_restarts() {
     let target = etcd.revision().await;
     let store = f.store.clone();
     wait_for("the chain to reach the new revision", async || {
-        store.latest_set().await.unwrap().last_revision().is_some_and(|r| r.get() == target)
+        store
+            .latest_set()
+            .await
+            .unwrap()
+            .last_revision()
+            .is_some_and(|r| r.get() == target)
     })
     .await;
     run.stop().await;
-    assert_eq!(count(&f.store, Kind::Full).await, 1, "the chain resumed without a new full snapshot");
+    assert_eq!(
+        count(&f.store, Kind::Full).await,
+        1,
+        "the chain resumed without a new full snapshot"
+    );
     verify_chain(&f.store, &etcd).await;
 }
 
@@ -274,17 +410,42 @@ async fn a_compacted_watch_revision_forces_a_full_snapshot() {
     let etcd = Etcd::start(EtcdVersion::V34).await;
     let mut c = etcd.client().await.unwrap();
     let f = fixture();
-    let run = start(&etcd, &f, options(&f, Compression::Gzip, Duration::from_secs(1), 10 * 1024 * 1024));
-    wait_for("the full snapshot", async || count(&f.store, Kind::Full).await == 1).await;
+    let run = start(
+        &etcd,
+        &f,
+        options(
+            &f,
+            Compression::Gzip,
+            Duration::from_secs(1),
+            10 * 1024 * 1024,
+        ),
+    );
+    wait_for("the full snapshot", async || {
+        count(&f.store, Kind::Full).await == 1
+    })
+    .await;
     run.stop().await;
     workload(&mut c, 0).await;
     let rev = etcd.revision().await;
-    c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+    c.compact(
+        rev,
+        Some(etcd_client::CompactionOptions::new().with_physical()),
+    )
+    .await
+    .unwrap();
 
-    let mut opts = options(&f, Compression::Gzip, Duration::from_secs(1), 10 * 1024 * 1024);
+    let mut opts = options(
+        &f,
+        Compression::Gzip,
+        Duration::from_secs(1),
+        10 * 1024 * 1024,
+    );
     opts.start_with_full_snapshot = false;
     let run = start(&etcd, &f, opts);
-    wait_for("a new full snapshot", async || count(&f.store, Kind::Full).await == 2).await;
+    wait_for("a new full snapshot", async || {
+        count(&f.store, Kind::Full).await == 2
+    })
+    .await;
     workload(&mut c, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     run.stop().await;

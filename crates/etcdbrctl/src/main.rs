@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -53,12 +56,15 @@ fn main() -> ExitCode {
 }
 
 fn not_yet(name: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("the {name} subcommand is not implemented yet in etcdbrctl (tracked in issue {issue})")
+    anyhow::bail!(
+        "the {name} subcommand is not implemented yet in etcdbrctl (tracked in issue {issue})"
+    )
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
+    });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -70,7 +76,10 @@ fn init_logging() {
 
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; SIGTERM will not flush pending deltas");
         return;
     };
@@ -87,11 +96,19 @@ const GIT_SHA: Option<&str> = option_env!("ETCDBR_GIT_SHA");
 fn print_version() {
     println!("etcdbrctl Version: {VERSION}");
     println!("Git SHA: {}", GIT_SHA.unwrap_or("unknown"));
-    println!("OS/Arch: {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+    println!(
+        "OS/Arch: {}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
 }
 
 fn log_version() {
     tracing::info!("etcdbrctl Version: {VERSION}");
     tracing::info!("Git SHA: {}", GIT_SHA.unwrap_or("unknown"));
-    tracing::info!("OS/Arch: {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+    tracing::info!(
+        "OS/Arch: {}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
 }

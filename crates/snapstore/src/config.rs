@@ -75,10 +75,16 @@ impl fmt::Display for Provider {
 impl FromStr for Provider {
     type Err = Error;
     fn from_str(s: &str) -> Result<Provider> {
-        Provider::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-            let names: Vec<_> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-            Error::Config(format!("unsupported storage provider {s:?}; expected one of {}", names.join(", ")))
-        })
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+                Error::Config(format!(
+                    "unsupported storage provider {s:?}; expected one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -126,7 +132,9 @@ impl StoreConfig {
     /// [`Error::Config`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.max_parallel_chunk_uploads == 0 {
-            return Err(Error::Config("--max-parallel-chunk-uploads must be greater than zero".into()));
+            return Err(Error::Config(
+                "--max-parallel-chunk-uploads must be greater than zero".into(),
+            ));
         }
         if self.min_chunk_size < MIN_CHUNK_SIZE {
             return Err(Error::Config(format!(
@@ -215,24 +223,57 @@ mod tests {
 
     #[test]
     fn container_falls_back_to_env_then_default() {
-        let mut c = StoreConfig { provider: Some(Provider::Local), ..StoreConfig::default() };
+        let mut c = StoreConfig {
+            provider: Some(Provider::Local),
+            ..StoreConfig::default()
+        };
         c.resolve(|_| None).unwrap();
         assert_eq!(c.container, "default.bkp");
-        let mut c = StoreConfig { provider: Some(Provider::S3), env_prefix: "SOURCE_".into(), ..StoreConfig::default() };
-        c.resolve(|k| (k == "SOURCE_STORAGE_CONTAINER").then(|| "bkt".into())).unwrap();
+        let mut c = StoreConfig {
+            provider: Some(Provider::S3),
+            env_prefix: "SOURCE_".into(),
+            ..StoreConfig::default()
+        };
+        c.resolve(|k| (k == "SOURCE_STORAGE_CONTAINER").then(|| "bkt".into()))
+            .unwrap();
         assert_eq!(c.container, "bkt");
-        let mut c = StoreConfig { provider: Some(Provider::Gcs), ..StoreConfig::default() };
+        let mut c = StoreConfig {
+            provider: Some(Provider::Gcs),
+            ..StoreConfig::default()
+        };
         let e = c.resolve(|_| None).unwrap_err().to_string();
-        assert!(e.contains("--store-container") && e.contains("STORAGE_CONTAINER"), "{e}");
+        assert!(
+            e.contains("--store-container") && e.contains("STORAGE_CONTAINER"),
+            "{e}"
+        );
     }
 
     #[test]
     fn validation_names_the_flag() {
-        let c = StoreConfig { min_chunk_size: 1024, ..StoreConfig::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("--min-chunk-size"));
-        let c = StoreConfig { max_parallel_chunk_uploads: 0, ..StoreConfig::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("--max-parallel-chunk-uploads"));
-        let c = StoreConfig { endpoint_override: "localhost:9000".into(), ..StoreConfig::default() };
+        let c = StoreConfig {
+            min_chunk_size: 1024,
+            ..StoreConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--min-chunk-size")
+        );
+        let c = StoreConfig {
+            max_parallel_chunk_uploads: 0,
+            ..StoreConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--max-parallel-chunk-uploads")
+        );
+        let c = StoreConfig {
+            endpoint_override: "localhost:9000".into(),
+            ..StoreConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("not a URL"));
     }
 }

@@ -11,7 +11,13 @@ pub fn compare(a: &Snapshot, b: &Snapshot) -> Ordering {
     a.last_revision
         .cmp(&b.last_revision)
         .then(a.is_chunk.cmp(&b.is_chunk))
-        .then_with(|| if a.is_chunk { Ordering::Equal } else { a.created_on.cmp(&b.created_on) })
+        .then_with(|| {
+            if a.is_chunk {
+                Ordering::Equal
+            } else {
+                a.created_on.cmp(&b.created_on)
+            }
+        })
 }
 
 /// Sorts snapshots in the original's order (stable).
@@ -32,7 +38,10 @@ impl BackupSet {
     /// The newest revision the set covers: the last delta's, else the full snapshot's.
     #[must_use]
     pub fn last_revision(&self) -> Option<etcdbr_types::Revision> {
-        self.deltas.last().or(self.full.as_ref()).map(|s| s.last_revision)
+        self.deltas
+            .last()
+            .or(self.full.as_ref())
+            .map(|s| s.last_revision)
     }
 
     /// The newest snapshot of the set (the last delta, else the full snapshot).
@@ -108,7 +117,10 @@ mod tests {
 
     #[test]
     fn latest_set_without_full_returns_all_deltas() {
-        let l = vec![p("v2/Incr-00000006-00000008-110"), p("v2/Incr-00000009-00000012-120")];
+        let l = vec![
+            p("v2/Incr-00000006-00000008-110"),
+            p("v2/Incr-00000009-00000012-120"),
+        ];
         let set = latest_set(&l);
         assert!(set.full.is_none());
         assert_eq!(set.deltas.len(), 2);

@@ -119,7 +119,10 @@ impl Snapshot {
         is_final: bool,
         prefix: &str,
     ) -> Snapshot {
-        let created_on = Utc.timestamp_opt(created_on.timestamp(), 0).single().unwrap_or(created_on);
+        let created_on = Utc
+            .timestamp_opt(created_on.timestamp(), 0)
+            .single()
+            .unwrap_or(created_on);
         let mut s = Snapshot {
             kind,
             start_revision,
@@ -211,25 +214,39 @@ impl Snapshot {
             "Incr" => Kind::Incr,
             other => return Err(NameError::UnknownKind(other.to_owned())),
         };
-        let start = parse_go_int(tokens[1]).ok_or_else(|| NameError::BadStartRevision(tokens[1].to_owned()))?;
-        let last = parse_go_int(tokens[2]).ok_or_else(|| NameError::BadLastRevision(tokens[2].to_owned()))?;
+        let start = parse_go_int(tokens[1])
+            .ok_or_else(|| NameError::BadStartRevision(tokens[1].to_owned()))?;
+        let last = parse_go_int(tokens[2])
+            .ok_or_else(|| NameError::BadLastRevision(tokens[2].to_owned()))?;
         if start > last {
             return Err(NameError::StartAfterLast { start, last });
         }
         // For chunks the fourth token is "<time>[.suffix]/<part>"; only its first segment counts.
-        let time_and_suffix: Vec<&str> = tokens[3].split('/').next().unwrap_or_default().split('.').collect();
+        let time_and_suffix: Vec<&str> = tokens[3]
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .collect();
         let mut compression_suffix = String::new();
         let mut is_final = false;
         if time_and_suffix.len() >= 2 {
             if format!(".{}", time_and_suffix[1]) != FINAL_SUFFIX {
                 compression_suffix = format!(".{}", time_and_suffix[1]);
             }
-            if time_and_suffix.last().is_some_and(|s| format!(".{s}") == FINAL_SUFFIX) {
+            if time_and_suffix
+                .last()
+                .is_some_and(|s| format!(".{s}") == FINAL_SUFFIX)
+            {
                 is_final = true;
             }
         }
-        let unix = parse_go_int(time_and_suffix[0]).ok_or_else(|| NameError::BadTime(tokens[3].to_owned()))?;
-        let created_on = Utc.timestamp_opt(unix, 0).single().ok_or_else(|| NameError::BadTime(tokens[3].to_owned()))?;
+        let unix = parse_go_int(time_and_suffix[0])
+            .ok_or_else(|| NameError::BadTime(tokens[3].to_owned()))?;
+        let created_on = Utc
+            .timestamp_opt(unix, 0)
+            .single()
+            .ok_or_else(|| NameError::BadTime(tokens[3].to_owned()))?;
         Ok(Snapshot {
             kind,
             start_revision: Revision(start),
@@ -260,7 +277,11 @@ fn parse_go_int(s: &str) -> Option<i64> {
 #[must_use]
 pub fn join_key(parts: &[&str]) -> String {
     let mut out = String::new();
-    for seg in parts.iter().flat_map(|p| p.split('/')).filter(|s| !s.is_empty() && *s != ".") {
+    for seg in parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|s| !s.is_empty() && *s != ".")
+    {
         if !out.is_empty() {
             out.push('/');
         }
@@ -279,16 +300,40 @@ mod tests {
 
     #[test]
     fn formats_like_the_original() {
-        let s = Snapshot::new(Kind::Full, Revision(0), Revision(9002), ts(1_565_021_494), ".gz", false, "v2");
+        let s = Snapshot::new(
+            Kind::Full,
+            Revision(0),
+            Revision(9002),
+            ts(1_565_021_494),
+            ".gz",
+            false,
+            "v2",
+        );
         assert_eq!(s.snap_name, "Full-00000000-00009002-1565021494.gz");
         assert_eq!(s.key(), "v2/Full-00000000-00009002-1565021494.gz");
-        let d = Snapshot::new(Kind::Incr, Revision(9003), Revision(123_456_789), ts(1), "", true, "etcd/v2");
+        let d = Snapshot::new(
+            Kind::Incr,
+            Revision(9003),
+            Revision(123_456_789),
+            ts(1),
+            "",
+            true,
+            "etcd/v2",
+        );
         assert_eq!(d.key(), "etcd/v2/Incr-00009003-123456789-1.final");
     }
 
     #[test]
     fn set_final_adds_and_strips_the_suffix() {
-        let mut s = Snapshot::new(Kind::Full, Revision(0), Revision(5), ts(10), ".gz", false, "v2");
+        let mut s = Snapshot::new(
+            Kind::Full,
+            Revision(0),
+            Revision(5),
+            ts(10),
+            ".gz",
+            false,
+            "v2",
+        );
         s.set_final(true);
         assert_eq!(s.snap_name, "Full-00000000-00000005-10.gz.final");
         s.set_final(true);
@@ -452,22 +497,37 @@ mod tests {
     fn rejects_what_the_original_rejects() {
         use NameError::*;
         let cases: &[(&str, NameError)] = &[
-            ("Full-00000000-00000001-1", NoLayout("Full-00000000-00000001-1".into())),
+            (
+                "Full-00000000-00000001-1",
+                NoLayout("Full-00000000-00000001-1".into()),
+            ),
             ("v2/a/b/c/Full-0-1-1", BadPath("a/b/c/Full-0-1-1".into())),
-            ("v2/Full-00000000-00000001", BadTokens("Full-00000000-00000001".into())),
+            (
+                "v2/Full-00000000-00000001",
+                BadTokens("Full-00000000-00000001".into()),
+            ),
             ("v2/Full-0-1-2-3", BadTokens("Full-0-1-2-3".into())),
             ("v2/Snap-00000000-00000001-1", UnknownKind("Snap".into())),
             ("v2/full-00000000-00000001-1", UnknownKind("full".into())),
             ("v2/Full-abc-00000001-1", BadStartRevision("abc".into())),
             ("v2/Full- 1-00000001-1", BadStartRevision(" 1".into())),
             ("v2/Incr-00000001-xyz-1", BadLastRevision("xyz".into())),
-            ("v2/Incr-00000010-00000009-1", StartAfterLast { start: 10, last: 9 }),
-            ("v2/Full-00000000-00000001-notatime.gz", BadTime("notatime.gz".into())),
+            (
+                "v2/Incr-00000010-00000009-1",
+                StartAfterLast { start: 10, last: 9 },
+            ),
+            (
+                "v2/Full-00000000-00000001-notatime.gz",
+                BadTime("notatime.gz".into()),
+            ),
             ("v2/Full-00000000-00000001-.gz", BadTime(".gz".into())),
             ("v2/", BadTokens(String::new())),
             ("v1/Backup-1", BadTokens(String::new())),
             // The original looks for "v1/" before "v2/": a "v1/" anywhere makes the key v1.
-            ("v1/x/v2/Full-00000000-00000001-1", UnknownKind("v2/Full".into())),
+            (
+                "v1/x/v2/Full-00000000-00000001-1",
+                UnknownKind("v2/Full".into()),
+            ),
         ];
         for (key, want) in cases {
             assert_eq!(Snapshot::parse(key).as_ref(), Err(want), "{key}");
@@ -482,7 +542,15 @@ mod tests {
             (Kind::Incr, 100_000_000, 100_000_001, ".zlib", false),
             (Kind::Incr, 5, 5, ".Z", true),
         ] {
-            let s = Snapshot::new(kind, Revision(start), Revision(last), ts(1_700_000_123), suffix, fin, "a/b/v2");
+            let s = Snapshot::new(
+                kind,
+                Revision(start),
+                Revision(last),
+                ts(1_700_000_123),
+                suffix,
+                fin,
+                "a/b/v2",
+            );
             let p = Snapshot::parse(&s.key()).unwrap();
             assert_eq!(p, s);
         }

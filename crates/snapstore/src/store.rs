@@ -66,8 +66,17 @@ impl SnapStore {
 
     /// Wraps an existing object store (tests use this to inject faults).
     #[must_use]
-    pub fn with_objects(objects: Arc<dyn ObjectStore>, provider: Provider, config: &StoreConfig) -> SnapStore {
-        SnapStore { objects, provider, layout_prefix: config.layout_prefix(), list_prefix: config.list_prefix() }
+    pub fn with_objects(
+        objects: Arc<dyn ObjectStore>,
+        provider: Provider,
+        config: &StoreConfig,
+    ) -> SnapStore {
+        SnapStore {
+            objects,
+            provider,
+            layout_prefix: config.layout_prefix(),
+            list_prefix: config.list_prefix(),
+        }
     }
 
     /// The provider behind this store.
@@ -102,7 +111,9 @@ impl SnapStore {
             }
             match Snapshot::parse(&obj.key) {
                 Ok(s) => out.push(s),
-                Err(e) => tracing::warn!(key = %obj.key, "Invalid snapshot found, ignoring it: {e}"),
+                Err(e) => {
+                    tracing::warn!(key = %obj.key, "Invalid snapshot found, ignoring it: {e}")
+                }
             }
         }
         list::sort(&mut out);
@@ -134,7 +145,11 @@ impl SnapStore {
         let sent = self.objects.put(&key, body).await?;
         let stored = self.objects.stat(&key).await?;
         if stored.size != sent {
-            return Err(Error::Verify { key, expected: sent, found: stored.size });
+            return Err(Error::Verify {
+                key,
+                expected: sent,
+                found: stored.size,
+            });
         }
         Ok(sent)
     }

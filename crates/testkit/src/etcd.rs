@@ -20,11 +20,15 @@ impl EtcdVersion {
     #[must_use]
     pub fn bin_dir(self) -> PathBuf {
         match self {
-            EtcdVersion::V34 => std::env::var_os("ETCDBR_ETCD34_BIN").map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from),
+            EtcdVersion::V34 => std::env::var_os("ETCDBR_ETCD34_BIN")
+                .map_or_else(|| PathBuf::from("/usr/bin"), PathBuf::from),
             EtcdVersion::V35 => std::env::var_os("ETCDBR_ETCD35_BIN").map_or_else(
                 || {
                     let cache = std::env::var_os("ETCDBR_CACHE").map_or_else(
-                        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/etcdbr"),
+                        || {
+                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                                .join(".cache/etcdbr")
+                        },
                         PathBuf::from,
                     );
                     cache.join("etcd-3.5/usr/bin")
@@ -38,7 +42,11 @@ impl EtcdVersion {
     #[must_use]
     pub fn binary(self, name: &str) -> PathBuf {
         let p = self.bin_dir().join(name);
-        assert!(p.exists(), "{} not found: run scripts/setup.sh to install etcd 3.4 and 3.5", p.display());
+        assert!(
+            p.exists(),
+            "{} not found: run scripts/setup.sh to install etcd 3.4 and 3.5",
+            p.display()
+        );
         p
     }
 }
@@ -106,7 +114,11 @@ impl Etcd {
     }
 
     async fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("etcd log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("etcd log file");
         let mut cmd = Command::new(self.version.binary("etcd"));
         cmd.arg("--name")
             .arg(&self.name)
@@ -135,7 +147,10 @@ impl Etcd {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("etcd exited with {status} during start-up; log:\n{}", self.log_tail());
+                    panic!(
+                        "etcd exited with {status} during start-up; log:\n{}",
+                        self.log_tail()
+                    );
                 }
             }
             if let Ok(mut c) = self.client().await {
@@ -143,7 +158,11 @@ impl Etcd {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "etcd did not become ready in 30s; log:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become ready in 30s; log:\n{}",
+                self.log_tail()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -161,7 +180,9 @@ impl Etcd {
     /// # Errors
     /// Connecting fails.
     pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
-        let opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(10));
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(10));
         etcd_client::Client::connect([self.client_url.as_str()], Some(opts)).await
     }
 
@@ -176,7 +197,10 @@ impl Etcd {
     /// Stops etcd gracefully (SIGTERM), waiting up to 10 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -210,14 +234,23 @@ impl Etcd {
     /// Runs `etcdctl` and returns stdout, panicking on failure.
     pub fn etcdctl_ok(&self, args: &[&str]) -> String {
         let out = self.etcdctl(args);
-        assert!(out.status.success(), "etcdctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The member's current revision.
     pub async fn revision(&self) -> i64 {
         let mut c = self.client().await.expect("connect");
-        c.get("revision-probe", None).await.expect("get").header().expect("header").revision()
+        c.get("revision-probe", None)
+            .await
+            .expect("get")
+            .header()
+            .expect("header")
+            .revision()
     }
 }
 

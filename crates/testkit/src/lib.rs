@@ -9,5 +9,5 @@ mod etcd;
 mod ports;
 
 pub use etcd::{Etcd, EtcdVersion};
-pub use ports::free_port;
 pub use etcd_client;
+pub use ports::free_port;

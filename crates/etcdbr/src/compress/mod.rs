@@ -40,7 +40,11 @@ impl Compression {
     /// # Errors
     /// [`CompressionError::UnknownPolicy`] when compression is enabled with an unknown policy.
     pub fn from_flags(enabled: bool, policy: &str) -> Result<Compression, CompressionError> {
-        if enabled { policy.parse() } else { Ok(Compression::None) }
+        if enabled {
+            policy.parse()
+        } else {
+            Ok(Compression::None)
+        }
     }
 
     /// The name suffix: `""`, `.gz`, `.zlib` or `.Z`.
@@ -85,7 +89,8 @@ impl Compression {
                 Ok(n)
             }
             Compression::Zlib => {
-                let mut enc = flate2::write::ZlibEncoder::new(output, flate2::Compression::default());
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(output, flate2::Compression::default());
                 let n = io::copy(&mut input, &mut enc)?;
                 enc.finish()?;
                 Ok(n)
@@ -94,7 +99,9 @@ impl Compression {
                 let mut output = output;
                 let mut enc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
                 let mut counted = CountingReader { inner: input, n: 0 };
-                enc.into_stream(&mut output).encode_all(io::BufReader::with_capacity(64 * 1024, &mut counted)).status?;
+                enc.into_stream(&mut output)
+                    .encode_all(io::BufReader::with_capacity(64 * 1024, &mut counted))
+                    .status?;
                 Ok(counted.n)
             }
         }
@@ -105,7 +112,10 @@ impl Compression {
     /// # Errors
     /// Reading, writing or decoding fails (corrupt input is [`io::ErrorKind::InvalidData`]).
     pub fn decompress(self, input: impl Read, output: impl Write) -> io::Result<u64> {
-        let mut output = CountingWriter { inner: output, n: 0 };
+        let mut output = CountingWriter {
+            inner: output,
+            n: 0,
+        };
         match self {
             Compression::None => {
                 let mut input = input;
@@ -121,9 +131,16 @@ impl Compression {
             Compression::Lzw => {
                 let mut input = input;
                 let mut dec = weezl::decode::Decoder::new(weezl::BitOrder::Lsb, 8);
-                dec.into_stream(&mut output).decode_all(io::BufReader::with_capacity(64 * 1024, &mut input)).status.map_err(|e| {
-                    if e.kind() == io::ErrorKind::Other { io::Error::new(io::ErrorKind::InvalidData, e) } else { e }
-                })?;
+                dec.into_stream(&mut output)
+                    .decode_all(io::BufReader::with_capacity(64 * 1024, &mut input))
+                    .status
+                    .map_err(|e| {
+                        if e.kind() == io::ErrorKind::Other {
+                            io::Error::new(io::ErrorKind::InvalidData, e)
+                        } else {
+                            e
+                        }
+                    })?;
             }
         }
         Ok(output.n)
@@ -186,12 +203,19 @@ impl<W: Write> Write for CountingWriter<W> {
 mod tests {
     use super::*;
 
-    const ALL: [Compression; 4] = [Compression::None, Compression::Gzip, Compression::Zlib, Compression::Lzw];
+    const ALL: [Compression; 4] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zlib,
+        Compression::Lzw,
+    ];
 
     fn sample() -> Vec<u8> {
         let mut v = Vec::new();
         for i in 0..200_000u32 {
-            v.extend_from_slice(format!("key-{}-{}\n", i % 977, i.wrapping_mul(2_654_435_761)).as_bytes());
+            v.extend_from_slice(
+                format!("key-{}-{}\n", i % 977, i.wrapping_mul(2_654_435_761)).as_bytes(),
+            );
         }
         v
     }
@@ -227,9 +251,20 @@ mod tests {
         for c in ALL {
             assert_eq!(Compression::from_suffix(c.suffix()).unwrap(), c);
         }
-        assert_eq!(Compression::from_flags(false, "bogus").unwrap(), Compression::None);
-        assert_eq!(Compression::from_flags(true, "lzw").unwrap(), Compression::Lzw);
-        assert!(Compression::from_flags(true, "zstd").unwrap_err().to_string().contains("gzip, zlib or lzw"));
+        assert_eq!(
+            Compression::from_flags(false, "bogus").unwrap(),
+            Compression::None
+        );
+        assert_eq!(
+            Compression::from_flags(true, "lzw").unwrap(),
+            Compression::Lzw
+        );
+        assert!(
+            Compression::from_flags(true, "zstd")
+                .unwrap_err()
+                .to_string()
+                .contains("gzip, zlib or lzw")
+        );
         assert!(Compression::from_suffix(".bz2").is_err());
     }
 

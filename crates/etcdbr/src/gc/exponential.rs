@@ -33,8 +33,15 @@ fn trunc(f: f64) -> i64 {
     f as i64
 }
 
-pub(super) fn judge(list: &[Snapshot], full_index: &[usize], now: DateTime<Utc>) -> Vec<(usize, usize, FullDecision)> {
-    let midnight = now.date_naive().and_hms_opt(0, 0, 0).map_or(now, |t| t.and_utc());
+pub(super) fn judge(
+    list: &[Snapshot],
+    full_index: &[usize],
+    now: DateTime<Utc>,
+) -> Vec<(usize, usize, FullDecision)> {
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |t| t.and_utc());
     let mut eod = midnight + Duration::hours(23) + Duration::minutes(59) + Duration::seconds(59);
     let mut tracking_week = false;
     let mut out = Vec::new();
@@ -43,7 +50,11 @@ pub(super) fn judge(list: &[Snapshot], full_index: &[usize], now: DateTime<Utc>)
         let next = &list[full_index[i - 1]];
         let age = eod - next.created_on;
         let (threshold, band): (i64, &str) = if age < Duration::hours(24) {
-            if next.created_on.hour() == now.hour() { (0, "taken in the current hour") } else { (1, "hourly for the last day") }
+            if next.created_on.hour() == now.hour() {
+                (0, "taken in the current hour")
+            } else {
+                (1, "hourly for the last day")
+            }
         } else if age < Duration::hours(8 * 24) {
             (24, "daily for the last week")
         } else if age < Duration::hours(5 * 7 * 24) {
@@ -56,9 +67,10 @@ pub(super) fn judge(list: &[Snapshot], full_index: &[usize], now: DateTime<Utc>)
             (i64::from(i32::MAX), "older than five weeks")
         };
         let hour_change = trunc(hours(eod - next.created_on)) - trunc(hours(eod - snap.created_on));
-        let day_change = trunc(hours(eod - next.created_on) / 24.0) - trunc(hours(eod - snap.created_on) / 24.0);
-        let week_change =
-            trunc(hours(eod - next.created_on) / (24.0 * 7.0)) - trunc(hours(eod - snap.created_on) / (24.0 * 7.0));
+        let day_change =
+            trunc(hours(eod - next.created_on) / 24.0) - trunc(hours(eod - snap.created_on) / 24.0);
+        let week_change = trunc(hours(eod - next.created_on) / (24.0 * 7.0))
+            - trunc(hours(eod - snap.created_on) / (24.0 * 7.0));
         let keep = threshold == 0
             || hour_change / threshold != 0
             || day_change * 24 / threshold != 0
@@ -68,7 +80,15 @@ pub(super) fn judge(list: &[Snapshot], full_index: &[usize], now: DateTime<Utc>)
         } else {
             format!("deleted: a newer full snapshot covers its slot ({band})")
         };
-        out.push((full_index[i - 1], full_index[i], FullDecision { snapshot: next.clone(), delete: !keep, reason }));
+        out.push((
+            full_index[i - 1],
+            full_index[i],
+            FullDecision {
+                snapshot: next.clone(),
+                delete: !keep,
+                reason,
+            },
+        ));
     }
     out
 }
@@ -85,7 +105,11 @@ mod tests {
     }
 
     fn fulls(times: &[DateTime<Utc>]) -> Vec<Snapshot> {
-        times.iter().enumerate().map(|(i, &ts)| full(i as i64 * 10 + 10, ts)).collect()
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, &ts)| full(i as i64 * 10 + 10, ts))
+            .collect()
     }
 
     fn deleted(list: &[Snapshot], now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
@@ -106,15 +130,36 @@ mod tests {
     fn keeps_one_per_hour_for_today() {
         let now = t(15, 10, 50);
         // Three snapshots in hour 8, two in hour 9, and one in the current hour.
-        let list = fulls(&[t(15, 8, 0), t(15, 8, 20), t(15, 8, 40), t(15, 9, 0), t(15, 9, 30), t(15, 10, 5)]);
-        assert_eq!(deleted(&list, now), [t(15, 8, 0), t(15, 8, 20), t(15, 9, 0)]);
+        let list = fulls(&[
+            t(15, 8, 0),
+            t(15, 8, 20),
+            t(15, 8, 40),
+            t(15, 9, 0),
+            t(15, 9, 30),
+            t(15, 10, 5),
+        ]);
+        assert_eq!(
+            deleted(&list, now),
+            [t(15, 8, 0), t(15, 8, 20), t(15, 9, 0)]
+        );
     }
 
     #[test]
     fn keeps_one_per_day_for_a_week() {
         let now = t(15, 10, 0);
-        let list = fulls(&[t(10, 1, 0), t(10, 13, 0), t(10, 23, 0), t(11, 5, 0), t(12, 5, 0), t(12, 6, 0), t(15, 9, 0)]);
-        assert_eq!(deleted(&list, now), [t(10, 1, 0), t(10, 13, 0), t(12, 5, 0)]);
+        let list = fulls(&[
+            t(10, 1, 0),
+            t(10, 13, 0),
+            t(10, 23, 0),
+            t(11, 5, 0),
+            t(12, 5, 0),
+            t(12, 6, 0),
+            t(15, 9, 0),
+        ]);
+        assert_eq!(
+            deleted(&list, now),
+            [t(10, 1, 0), t(10, 13, 0), t(12, 5, 0)]
+        );
     }
 
     #[test]
@@ -134,8 +179,16 @@ mod tests {
     #[test]
     fn deltas_of_all_but_the_newest_stream_go() {
         let now = t(15, 10, 50);
-        let list = vec![full(10, t(15, 9, 0)), incr(11, 15, t(15, 9, 10)), full(20, t(15, 10, 0)), incr(21, 25, t(15, 10, 10))];
+        let list = vec![
+            full(10, t(15, 9, 0)),
+            incr(11, 15, t(15, 9, 10)),
+            full(20, t(15, 10, 0)),
+            incr(21, 25, t(15, 10, 10)),
+        ];
         let p = plan(&list, now, &GcOptions::new(GcPolicy::Exponential));
-        assert_eq!(names(p.deletions()), ["Incr-00000011-00000015-1715764200.gz"]);
+        assert_eq!(
+            names(p.deletions()),
+            ["Incr-00000011-00000015-1715764200.gz"]
+        );
     }
 }

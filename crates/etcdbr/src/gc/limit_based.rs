@@ -6,7 +6,11 @@ use super::FullDecision;
 
 /// Judges the stream starts from oldest to second-newest: the original deletes stream `i`'s
 /// full snapshot when `i < len(full_index) - max_backups`.
-pub(super) fn judge(list: &[Snapshot], full_index: &[usize], max_backups: usize) -> Vec<(usize, usize, FullDecision)> {
+pub(super) fn judge(
+    list: &[Snapshot],
+    full_index: &[usize],
+    max_backups: usize,
+) -> Vec<(usize, usize, FullDecision)> {
     let n = full_index.len();
     (0..n.saturating_sub(1))
         .map(|i| {
@@ -17,7 +21,15 @@ pub(super) fn judge(list: &[Snapshot], full_index: &[usize], max_backups: usize)
             } else {
                 format!("among the newest --max-backups={max_backups} full snapshots")
             };
-            (full_index[i], full_index[i + 1], FullDecision { snapshot, delete, reason })
+            (
+                full_index[i],
+                full_index[i + 1],
+                FullDecision {
+                    snapshot,
+                    delete,
+                    reason,
+                },
+            )
         })
         .collect()
 }
@@ -29,7 +41,14 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_max_backups() {
-        let list: Vec<_> = (1..=5).flat_map(|i| [full(i * 10, at(i as u32, 0)), incr(i * 10 + 1, i * 10 + 5, at(i as u32, 5))]).collect();
+        let list: Vec<_> = (1..=5)
+            .flat_map(|i| {
+                [
+                    full(i * 10, at(i as u32, 0)),
+                    incr(i * 10 + 1, i * 10 + 5, at(i as u32, 5)),
+                ]
+            })
+            .collect();
         for (max, deleted_fulls) in [(1usize, 4usize), (2, 3), (5, 0), (7, 0)] {
             let mut o = GcOptions::new(GcPolicy::LimitBased);
             o.max_backups = max;
@@ -52,6 +71,9 @@ mod tests {
         let p = plan(&list, at(12, 0), &o);
         // Position 0 is judged as a "full snapshot" by the original even when it is a delta;
         // we delete it once, as a delta.
-        assert_eq!(names(p.deletions()), ["Incr-00000001-00000005-1715734800.gz"]);
+        assert_eq!(
+            names(p.deletions()),
+            ["Incr-00000001-00000005-1715734800.gz"]
+        );
     }
 }

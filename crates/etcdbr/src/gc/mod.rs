@@ -41,7 +41,9 @@ impl FromStr for GcPolicy {
         match s {
             "Exponential" => Ok(GcPolicy::Exponential),
             "LimitBased" => Ok(GcPolicy::LimitBased),
-            other => Err(format!("invalid garbage collection policy {other:?}; use Exponential or LimitBased")),
+            other => Err(format!(
+                "invalid garbage collection policy {other:?}; use Exponential or LimitBased"
+            )),
         }
     }
 }
@@ -76,7 +78,13 @@ impl GcOptions {
     /// Options for `policy` with the original's defaults otherwise.
     #[must_use]
     pub fn new(policy: GcPolicy) -> GcOptions {
-        GcOptions { policy, max_backups: 7, delta_retention: Duration::ZERO, last_saved_revision: Revision::ZERO, is_swift: false }
+        GcOptions {
+            policy,
+            max_backups: 7,
+            delta_retention: Duration::ZERO,
+            last_saved_revision: Revision::ZERO,
+            is_swift: false,
+        }
     }
 }
 
@@ -114,11 +122,11 @@ pub struct GcPlan {
 impl GcPlan {
     /// Every object the plan deletes, in order.
     pub fn deletions(&self) -> impl Iterator<Item = &Snapshot> {
-        self.chunks.iter().chain(
-            self.streams
+        self.chunks.iter().chain(self.streams.iter().flat_map(|s| {
+            s.deltas
                 .iter()
-                .flat_map(|s| s.deltas.iter().chain(s.full.delete.then_some(&s.full.snapshot))),
-        )
+                .chain(s.full.delete.then_some(&s.full.snapshot))
+        }))
     }
 }
 
@@ -142,7 +150,8 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
         }
     }
     let full_index = full_snapshot_index_list(&list);
-    let cutoff = now - chrono::Duration::from_std(opts.delta_retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff =
+        now - chrono::Duration::from_std(opts.delta_retention).unwrap_or(chrono::Duration::MAX);
     let stream = |from: usize, to: usize, out: &mut GcPlan| -> Vec<Snapshot> {
         let mut deltas = Vec::new();
         for s in list[from..to].iter().rev() {
@@ -181,7 +190,13 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
 /// `getFullSnapshotIndexList`, which counts position 0 as a stream start whatever it is).
 fn full_snapshot_index_list(list: &[Snapshot]) -> Vec<usize> {
     let mut v = vec![0];
-    v.extend(list.iter().enumerate().skip(1).filter(|(_, s)| s.kind == Kind::Full).map(|(i, _)| i));
+    v.extend(
+        list.iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, s)| s.kind == Kind::Full)
+            .map(|(i, _)| i),
+    );
     v
 }
 
@@ -199,7 +214,11 @@ pub struct GcReport {
 /// Executes a plan: chunks, then each stream's deltas, then its full snapshot unless a delta
 /// of that stream failed to delete (as the original does). `on_delete` hears about each
 /// deletion attempt (kind, success) for metrics.
-pub async fn execute(store: &SnapStore, plan: &GcPlan, mut on_delete: impl FnMut(&Snapshot, bool)) -> GcReport {
+pub async fn execute(
+    store: &SnapStore,
+    plan: &GcPlan,
+    mut on_delete: impl FnMut(&Snapshot, bool),
+) -> GcReport {
     let mut report = GcReport::default();
     for chunk in &plan.chunks {
         tracing::info!("GC: Deleting chunk for old snapshot: {}", chunk.key());
@@ -215,7 +234,10 @@ pub async fn execute(store: &SnapStore, plan: &GcPlan, mut on_delete: impl FnMut
             }
         }
     }
-    tracing::info!("GC: Total number garbage collected chunks: {}", report.chunks_deleted);
+    tracing::info!(
+        "GC: Total number garbage collected chunks: {}",
+        report.chunks_deleted
+    );
     for stream in &plan.streams {
         let mut errors = 0;
         for d in &stream.deltas {
@@ -240,7 +262,11 @@ pub async fn execute(store: &SnapStore, plan: &GcPlan, mut on_delete: impl FnMut
             continue;
         }
         let s = &stream.full.snapshot;
-        tracing::info!("GC: Deleting old full snapshot: {} ({})", s.key(), stream.full.reason);
+        tracing::info!(
+            "GC: Deleting old full snapshot: {} ({})",
+            s.key(),
+            stream.full.reason
+        );
         match store.delete(s).await {
             Ok(()) => {
                 report.snapshots_deleted += 1;
@@ -253,7 +279,10 @@ pub async fn execute(store: &SnapStore, plan: &GcPlan, mut on_delete: impl FnMut
             }
         }
     }
-    tracing::info!("GC: Total number garbage collected snapshots: {}", report.snapshots_deleted);
+    tracing::info!(
+        "GC: Total number garbage collected snapshots: {}",
+        report.snapshots_deleted
+    );
     report
 }
 
@@ -265,12 +294,28 @@ pub(crate) mod test_support {
 
     /// A full snapshot at revision `rev` created at `t`.
     pub fn full(rev: i64, t: DateTime<Utc>) -> Snapshot {
-        Snapshot::new(Kind::Full, Revision(0), Revision(rev), t, ".gz", false, "v2")
+        Snapshot::new(
+            Kind::Full,
+            Revision(0),
+            Revision(rev),
+            t,
+            ".gz",
+            false,
+            "v2",
+        )
     }
 
     /// A delta covering `start..=last` created at `t`.
     pub fn incr(start: i64, last: i64, t: DateTime<Utc>) -> Snapshot {
-        Snapshot::new(Kind::Incr, Revision(start), Revision(last), t, ".gz", false, "v2")
+        Snapshot::new(
+            Kind::Incr,
+            Revision(start),
+            Revision(last),
+            t,
+            ".gz",
+            false,
+            "v2",
+        )
     }
 
     /// 2024-05-15 (a Wednesday) at `h:m` UTC.
@@ -297,7 +342,10 @@ mod tests {
         later_chunk = Snapshot::parse(&format!("{}/0000000001", later_chunk.key())).unwrap();
         let list = vec![full(10, at(9, 0)), chunk.clone(), later_chunk];
         let mut o = GcOptions::new(GcPolicy::LimitBased);
-        assert!(plan(&list, at(10, 0), &o).chunks.is_empty(), "unknown last revision: keep chunks");
+        assert!(
+            plan(&list, at(10, 0), &o).chunks.is_empty(),
+            "unknown last revision: keep chunks"
+        );
         o.last_saved_revision = Revision(10);
         assert_eq!(plan(&list, at(10, 0), &o).chunks, vec![chunk]);
         o.is_swift = true;
@@ -316,12 +364,18 @@ mod tests {
         let mut o = GcOptions::new(GcPolicy::LimitBased);
         o.delta_retention = Duration::from_secs(2 * 3600);
         let p = plan(&list, at(10, 0), &o);
-        assert_eq!(names(p.deletions()), ["Incr-00000011-00000012-1715735400.gz"]);
+        assert_eq!(
+            names(p.deletions()),
+            ["Incr-00000011-00000012-1715735400.gz"]
+        );
         o.delta_retention = Duration::ZERO;
         let p = plan(&list, at(10, 0), &o);
         assert_eq!(
             names(p.deletions()),
-            ["Incr-00000013-00000014-1715763000.gz", "Incr-00000011-00000012-1715735400.gz"],
+            [
+                "Incr-00000013-00000014-1715763000.gz",
+                "Incr-00000011-00000012-1715735400.gz"
+            ],
             "newest first within a stream; the latest stream untouched"
         );
     }
@@ -334,7 +388,10 @@ mod tests {
         let mut o = GcOptions::new(GcPolicy::LimitBased);
         o.max_backups = 1;
         let p = plan(&list, at(10, 0), &o);
-        assert_eq!(names(p.deletions()), ["Full-00000000-00000020-1715738400.gz"]);
+        assert_eq!(
+            names(p.deletions()),
+            ["Full-00000000-00000020-1715738400.gz"]
+        );
         assert_eq!(p.immutable, vec![old]);
     }
 
@@ -361,7 +418,9 @@ pub async fn run_periodically(
     stop: tokio_util::sync::CancellationToken,
 ) {
     if period <= Duration::from_secs(1) {
-        tracing::info!("GC: Not running garbage collector since GarbageCollectionPeriod [{period:?}] set to less than 1 second.");
+        tracing::info!(
+            "GC: Not running garbage collector since GarbageCollectionPeriod [{period:?}] set to less than 1 second."
+        );
         return;
     }
     loop {
@@ -376,15 +435,22 @@ pub async fn run_periodically(
         let list = match store.list().await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!("GC: Failed to list snapshots: {}", crate::snapshotter::error_chain(&e));
+                tracing::warn!(
+                    "GC: Failed to list snapshots: {}",
+                    crate::snapshotter::error_chain(&e)
+                );
                 continue;
             }
         };
         let mut cycle = opts.clone();
-        cycle.last_saved_revision = Revision(saved_revision.load(std::sync::atomic::Ordering::SeqCst));
+        cycle.last_saved_revision =
+            Revision(saved_revision.load(std::sync::atomic::Ordering::SeqCst));
         let plan = plan(&list, Utc::now(), &cycle);
         for s in &plan.immutable {
-            tracing::info!("GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet", s.snap_name);
+            tracing::info!(
+                "GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet",
+                s.snap_name
+            );
         }
         execute(&store, &plan, |_, _| {}).await;
     }

@@ -39,7 +39,12 @@ pub(crate) struct PendingDelta {
 impl DeltaChain {
     /// A chain whose stored snapshots end at revision `from`.
     pub fn new(from: i64) -> DeltaChain {
-        DeltaChain { chain_rev: from, seen_rev: from, encoder: DeltaEncoder::new(), overlaps: 0 }
+        DeltaChain {
+            chain_rev: from,
+            seen_rev: from,
+            encoder: DeltaEncoder::new(),
+            overlaps: 0,
+        }
     }
 
     /// Bytes of JSON buffered.
@@ -66,7 +71,10 @@ impl DeltaChain {
             return Ok(());
         }
         if r != self.seen_rev && r != self.seen_rev + 1 {
-            return Err(Error::RevisionGap { expected: self.seen_rev + 1, got: r });
+            return Err(Error::RevisionGap {
+                expected: self.seen_rev + 1,
+                got: r,
+            });
         }
         self.encoder.push(event, Utc::now());
         self.seen_rev = r;
@@ -80,7 +88,12 @@ impl DeltaChain {
         }
         let enc = std::mem::take(&mut self.encoder);
         let last = enc.last_revision().map_or(self.seen_rev, Revision::get);
-        let pending = PendingDelta { start: self.chain_rev + 1, last, events: enc.events(), object: enc.finish() };
+        let pending = PendingDelta {
+            start: self.chain_rev + 1,
+            last,
+            events: enc.events(),
+            object: enc.finish(),
+        };
         self.chain_rev = last;
         Some(pending)
     }
@@ -88,7 +101,9 @@ impl DeltaChain {
 
 /// Converts a watch event into the delta format's event.
 pub(crate) fn from_watch(ev: &etcd_client::Event) -> Result<Event> {
-    let kv = ev.kv().ok_or_else(|| Error::Watch("sent an event without a key-value".into()))?;
+    let kv = ev
+        .kv()
+        .ok_or_else(|| Error::Watch("sent an event without a key-value".into()))?;
     Ok(Event {
         kind: match ev.event_type() {
             etcd_client::EventType::Put => EventType::Put,
@@ -104,7 +119,11 @@ pub(crate) fn from_watch(ev: &etcd_client::Event) -> Result<Event> {
 }
 
 /// Compresses and uploads a delta.
-pub(crate) async fn upload(store: SnapStore, delta: PendingDelta, compression: Compression) -> Result<Snapshot> {
+pub(crate) async fn upload(
+    store: SnapStore,
+    delta: PendingDelta,
+    compression: Compression,
+) -> Result<Snapshot> {
     let started = std::time::Instant::now();
     let snapshot = Snapshot::new(
         Kind::Incr,
@@ -116,7 +135,12 @@ pub(crate) async fn upload(store: SnapStore, delta: PendingDelta, compression: C
         store.layout_prefix(),
     );
     let size = delta.object.len();
-    store.save(&snapshot, compressed_body(std::io::Cursor::new(delta.object), compression)).await?;
+    store
+        .save(
+            &snapshot,
+            compressed_body(std::io::Cursor::new(delta.object), compression),
+        )
+        .await?;
     tracing::info!(
         "Total time to save delta snapshot: {:.6} seconds ({} events, {} bytes before compression).",
         started.elapsed().as_secs_f64(),
@@ -132,7 +156,15 @@ mod tests {
     use super::*;
 
     fn put(rev: i64) -> Event {
-        Event { kind: EventType::Put, key: b"k".to_vec(), create_revision: 1, mod_revision: rev, version: 1, value: vec![], lease: 0 }
+        Event {
+            kind: EventType::Put,
+            key: b"k".to_vec(),
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+            value: vec![],
+            lease: 0,
+        }
     }
 
     #[test]
@@ -151,7 +183,10 @@ mod tests {
         c.push(&put(12)).unwrap(); // already in the previous delta
         assert_eq!(c.overlaps, 3);
         let e = c.push(&put(15)).unwrap_err();
-        assert_eq!(e.to_string(), "revision gap in the watch: expected revision 13, got 15; revisions 13..=14 are missing");
+        assert_eq!(
+            e.to_string(),
+            "revision gap in the watch: expected revision 13, got 15; revisions 13..=14 are missing"
+        );
         assert!(e.needs_full_snapshot());
         c.push(&put(13)).unwrap();
         assert_eq!(c.take().unwrap().start, 13);

@@ -44,21 +44,35 @@ pub(crate) struct ReceivedSnapshot {
 
 /// Receives etcd's snapshot stream into a temp file, verifies its trailer and reads its
 /// revision.
-pub(crate) async fn receive(client: &mut Client, opts: &FullSnapshotOptions) -> Result<ReceivedSnapshot> {
+pub(crate) async fn receive(
+    client: &mut Client,
+    opts: &FullSnapshotOptions,
+) -> Result<ReceivedSnapshot> {
     let tmp = tempfile::Builder::new()
         .prefix("etcd-snapshot-")
         .suffix(".db")
         .tempfile_in(&opts.temp_dir)
-        .map_err(Error::io(format!("cannot create a temp file in {}", opts.temp_dir.display())))?;
-    let file = tmp.reopen().map_err(Error::io("cannot open the snapshot temp file"))?;
+        .map_err(Error::io(format!(
+            "cannot create a temp file in {}",
+            opts.temp_dir.display()
+        )))?;
+    let file = tmp
+        .reopen()
+        .map_err(Error::io("cannot open the snapshot temp file"))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
 
     let started = Instant::now();
     let stream = async {
-        let mut stream = client.snapshot().await.map_err(|e| Error::Etcd { op: "snapshot", source: e })?;
+        let mut stream = client.snapshot().await.map_err(|e| Error::Etcd {
+            op: "snapshot",
+            source: e,
+        })?;
         tracing::info!("Successfully opened snapshot reader on etcd");
-        while let Some(msg) = stream.message().await.map_err(|e| Error::Etcd { op: "snapshot stream", source: e })? {
+        while let Some(msg) = stream.message().await.map_err(|e| Error::Etcd {
+            op: "snapshot stream",
+            source: e,
+        })? {
             if tx.send(msg.blob().to_vec()).await.is_err() {
                 break; // the writer failed; its error is reported below
             }
@@ -67,25 +81,45 @@ pub(crate) async fn receive(client: &mut Client, opts: &FullSnapshotOptions) -> 
     };
     let streamed = tokio::time::timeout(opts.snapshot_timeout, stream).await;
     drop_sender(tx);
-    let written = writer.await.map_err(|e| Error::Io { what: "snapshot writer".into(), source: io::Error::other(e) })?;
+    let written = writer.await.map_err(|e| Error::Io {
+        what: "snapshot writer".into(),
+        source: io::Error::other(e),
+    })?;
     match streamed {
-        Err(_) => return Err(Error::Timeout { op: "receive the full snapshot", after: opts.snapshot_timeout }),
+        Err(_) => {
+            return Err(Error::Timeout {
+                op: "receive the full snapshot",
+                after: opts.snapshot_timeout,
+            });
+        }
         Ok(r) => r?,
     }
     let (size, digest_ok) = written.map_err(Error::io("cannot write the snapshot temp file"))?;
-    tracing::info!("Total time taken by Snapshot API: {:.6} seconds.", started.elapsed().as_secs_f64());
+    tracing::info!(
+        "Total time taken by Snapshot API: {:.6} seconds.",
+        started.elapsed().as_secs_f64()
+    );
     if size < TRAILER as u64 || size % 512 != TRAILER as u64 {
         return Err(Error::MissingSnapshotHash { size });
     }
     if !digest_ok {
-        return Err(Error::SnapshotHashMismatch { size: size - TRAILER as u64 });
+        return Err(Error::SnapshotHashMismatch {
+            size: size - TRAILER as u64,
+        });
     }
     tracing::info!("full snapshot SHA256 hash has been successfully verified.");
     let path = tmp.path().to_path_buf();
     let revision = tokio::task::spawn_blocking(move || db_revision(&path))
         .await
-        .map_err(|e| Error::Io { what: "snapshot reader".into(), source: io::Error::other(e) })??;
-    Ok(ReceivedSnapshot { file: tmp, size, revision })
+        .map_err(|e| Error::Io {
+            what: "snapshot reader".into(),
+            source: io::Error::other(e),
+        })??;
+    Ok(ReceivedSnapshot {
+        file: tmp,
+        size,
+        revision,
+    })
 }
 
 fn drop_sender<T>(tx: mpsc::Sender<T>) {
@@ -125,7 +159,10 @@ fn write_and_hash(file: std::fs::File, mut rx: mpsc::Receiver<Vec<u8>>) -> io::R
         }
     }
     out.flush()?;
-    Ok((total, tail.len() == TRAILER && hasher.finalize().as_slice() == tail.as_slice()))
+    Ok((
+        total,
+        tail.len() == TRAILER && hasher.finalize().as_slice() == tail.as_slice(),
+    ))
 }
 
 /// Takes a full snapshot and uploads it; returns the stored snapshot.
@@ -150,8 +187,14 @@ pub async fn take_full_snapshot(
         is_final,
         store.layout_prefix(),
     );
-    let source = received.file.reopen().map_err(Error::io("cannot reopen the snapshot temp file"))?;
-    let body = compressed_body(io::BufReader::with_capacity(1 << 20, source), opts.compression);
+    let source = received
+        .file
+        .reopen()
+        .map_err(Error::io("cannot reopen the snapshot temp file"))?;
+    let body = compressed_body(
+        io::BufReader::with_capacity(1 << 20, source),
+        opts.compression,
+    );
     let stored = store.save(&snapshot, body).await?;
     tracing::info!(
         "Total time to save snapshot: {:.6} seconds. ({} bytes of database, {} bytes stored)",
@@ -184,7 +227,11 @@ mod tests {
         stream.extend_from_slice(&Sha256::digest(&body));
         for split in [1usize, 5, 31, 32, 33, 64, 4096, 10_000] {
             let chunks: Vec<&[u8]> = stream.chunks(split).collect();
-            assert_eq!(run(&chunks), (stream.len() as u64, true), "chunk size {split}");
+            assert_eq!(
+                run(&chunks),
+                (stream.len() as u64, true),
+                "chunk size {split}"
+            );
         }
         let mut bad = stream.clone();
         bad[10] ^= 1;

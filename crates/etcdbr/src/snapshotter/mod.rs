@@ -88,7 +88,12 @@ impl Snapshotter {
     /// A snapshotter; nothing happens until [`Snapshotter::run`].
     #[must_use]
     pub fn new(etcd: EtcdOptions, store: SnapStore, opts: SnapshotterOptions) -> Snapshotter {
-        Snapshotter { etcd, store, opts, saved: Arc::new(AtomicI64::new(0)) }
+        Snapshotter {
+            etcd,
+            store,
+            opts,
+            saved: Arc::new(AtomicI64::new(0)),
+        }
     }
 
     /// The last revision stored by this snapshotter (0 before the first snapshot), shared so GC
@@ -123,7 +128,11 @@ impl Snapshotter {
                     tracing::error!(
                         "Snapshotter failed: {}; {} in {:?}",
                         error_chain(&e),
-                        if need_full { "taking a full snapshot" } else { "resuming the delta chain" },
+                        if need_full {
+                            "taking a full snapshot"
+                        } else {
+                            "resuming the delta chain"
+                        },
                         delay
                     );
                     tokio::select! {
@@ -146,7 +155,10 @@ impl Snapshotter {
             }
             Ok(_) => false,
             Err(e) => {
-                tracing::warn!("Cannot list the store to resume its chain: {}; taking a full snapshot", error_chain(&e));
+                tracing::warn!(
+                    "Cannot list the store to resume its chain: {}; taking a full snapshot",
+                    error_chain(&e)
+                );
                 false
             }
         }
@@ -244,7 +256,12 @@ impl Snapshotter {
     /// Before a final flush, reads the watch until it reaches the revision etcd is at now, so
     /// every write acknowledged before the stop is saved. Bounded by the connection timeout
     /// (at most 10 s); on failure whatever was received is saved.
-    async fn catch_up(&self, client: &mut Client, watch: &mut etcd_client::WatchStream, chain: &mut DeltaChain) {
+    async fn catch_up(
+        &self,
+        client: &mut Client,
+        watch: &mut etcd_client::WatchStream,
+        chain: &mut DeltaChain,
+    ) {
         let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
         let work = async {
             let target = etcd::current_revision(client, limit).await?;
@@ -252,7 +269,10 @@ impl Snapshotter {
                 let resp = watch
                     .message()
                     .await
-                    .map_err(|e| Error::Etcd { op: "watch", source: e })?
+                    .map_err(|e| Error::Etcd {
+                        op: "watch",
+                        source: e,
+                    })?
                     .ok_or_else(|| Error::Watch("stream ended".into()))?;
                 for ev in resp.events() {
                     chain.push(&delta::from_watch(ev)?)?;
@@ -262,15 +282,23 @@ impl Snapshotter {
         };
         match tokio::time::timeout(limit, work).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("Could not read the last events before stopping: {}", error_chain(&e)),
-            Err(_) => tracing::warn!("Could not read the last events before stopping within {limit:?}"),
+            Ok(Err(e)) => tracing::warn!(
+                "Could not read the last events before stopping: {}",
+                error_chain(&e)
+            ),
+            Err(_) => {
+                tracing::warn!("Could not read the last events before stopping within {limit:?}")
+            }
         }
     }
 
     fn next_full(&self) -> Result<Instant> {
         let now = Local::now();
         let next = self.opts.schedule.next_after(now).ok_or_else(|| {
-            Error::Config(format!("the full snapshot schedule {:?} never fires again", self.opts.schedule.spec()))
+            Error::Config(format!(
+                "the full snapshot schedule {:?} never fires again",
+                self.opts.schedule.spec()
+            ))
         })?;
         tracing::info!("Will take next full snapshot at time: {next}");
         let wait = (next - now).to_std().unwrap_or_default();
@@ -285,17 +313,26 @@ impl Snapshotter {
     }
 
     async fn open_watch(&self, client: &Client, from: i64) -> Result<etcd_client::WatchStream> {
-        let opts = WatchOptions::new().with_all_keys().with_start_revision(from);
+        let opts = WatchOptions::new()
+            .with_all_keys()
+            .with_start_revision(from);
         let w = etcd::watch_client(client)
             .watch("", Some(opts))
             .await
-            .map_err(|e| Error::Etcd { op: "watch", source: e })?;
+            .map_err(|e| Error::Etcd {
+                op: "watch",
+                source: e,
+            })?;
         tracing::info!("Applied watch on etcd from revision: {from}");
         Ok(w)
     }
 
     /// Starts uploading the buffered events (after the previous upload finished).
-    async fn flush(&self, chain: &mut DeltaChain, inflight: &mut Option<JoinHandle<Result<Snapshot>>>) -> Result<()> {
+    async fn flush(
+        &self,
+        chain: &mut DeltaChain,
+        inflight: &mut Option<JoinHandle<Result<Snapshot>>>,
+    ) -> Result<()> {
         tracing::info!("Taking delta snapshot for time: {}", Local::now());
         let Some(pending): Option<PendingDelta> = chain.take() else {
             tracing::info!("No events received to save snapshot. Skipping delta snapshot.");
@@ -305,7 +342,11 @@ impl Snapshotter {
             self.finish_upload(h).await?;
         }
         let store = self.store.clone();
-        *inflight = Some(tokio::spawn(delta::upload(store, pending, self.opts.full.compression)));
+        *inflight = Some(tokio::spawn(delta::upload(
+            store,
+            pending,
+            self.opts.full.compression,
+        )));
         Ok(())
     }
 
@@ -313,8 +354,14 @@ impl Snapshotter {
         self.record(h.await)
     }
 
-    fn record(&self, done: std::result::Result<Result<Snapshot>, tokio::task::JoinError>) -> Result<()> {
-        let s = done.map_err(|e| Error::Io { what: "delta upload task".into(), source: std::io::Error::other(e) })??;
+    fn record(
+        &self,
+        done: std::result::Result<Result<Snapshot>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        let s = done.map_err(|e| Error::Io {
+            what: "delta upload task".into(),
+            source: std::io::Error::other(e),
+        })??;
         self.saved.store(s.last_revision.get(), Ordering::SeqCst);
         Ok(())
     }

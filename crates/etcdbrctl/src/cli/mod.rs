@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 /// Continuous backup and restore for etcd: full snapshots on a schedule, delta snapshots in
 /// between, stored in an object store; drop-in compatible with gardener's etcd-backup-restore.
 #[derive(Debug, Parser)]
-#[command(name = "etcdbrctl", disable_version_flag = true, propagate_version = false)]
+#[command(
+    name = "etcdbrctl",
+    disable_version_flag = true,
+    propagate_version = false
+)]
 pub struct Cli {
     /// Print version information and exit
     #[arg(short = 'v', long = "version", global = false)]
@@ -23,10 +27,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take full and delta snapshots of a running etcd periodically
-    #[command(long_about = "Backs up a running etcd at regular intervals: a full snapshot on the --schedule cron, \
+    #[command(
+        long_about = "Backs up a running etcd at regular intervals: a full snapshot on the --schedule cron, \
 delta snapshots (watch events) every --delta-snapshot-period, old backups garbage-collected by \
 --garbage-collection-policy. Backups go to the --storage-provider store (Local: a directory below $HOME). \
-On SIGTERM or SIGINT pending events are saved as a last delta before exiting.")]
+On SIGTERM or SIGINT pending events are saved as a last delta before exiting."
+    )]
     Snapshot(Box<snapshot::SnapshotArgs>),
     /// Restore an etcd data directory from the latest full snapshot and its deltas
     Restore(NotYet),

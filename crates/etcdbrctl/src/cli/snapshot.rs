@@ -53,7 +53,10 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
         fmt_go_duration(args.snapshotter.delta_snapshot_period),
         compression
     );
-    tracing::info!("Defragmentation schedule: \"{}\"", args.defrag.defragmentation_schedule);
+    tracing::info!(
+        "Defragmentation schedule: \"{}\"",
+        args.defrag.defragmentation_schedule
+    );
 
     let full = FullSnapshotOptions {
         temp_dir: store_config.temp_dir.clone(),
@@ -68,12 +71,17 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
 
     let gc_task = tokio::spawn(gc::run_periodically(
         store,
-        args.snapshotter.gc_options(store_config.provider == Some(Provider::Swift)),
+        args.snapshotter
+            .gc_options(store_config.provider == Some(Provider::Swift)),
         args.snapshotter.garbage_collection_period,
         snapshotter.saved_revision(),
         stop.clone(),
     ));
-    let defrag_task = tokio::spawn(etcdbr::defrag::run_periodically(etcd, args.defrag.defragmentation_schedule, stop.clone()));
+    let defrag_task = tokio::spawn(etcdbr::defrag::run_periodically(
+        etcd,
+        args.defrag.defragmentation_schedule,
+        stop.clone(),
+    ));
     let result = snapshotter.run(stop.clone()).await;
     stop.cancel();
     let _ = gc_task.await;
@@ -86,12 +94,20 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
 fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
-        tracing::info!("Temporary directory {} does not exist. Creating it...", dir.display());
+        tracing::info!(
+            "Temporary directory {} does not exist. Creating it...",
+            dir.display()
+        );
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create --snapstore-temp-directory {}: {e}", dir.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create --snapstore-temp-directory {}: {e}",
+                    dir.display()
+                )
+            })?;
     }
     Ok(())
 }

@@ -13,7 +13,12 @@ use super::values::{go_bool, go_duration};
 #[command(next_help_heading = "etcd connection")]
 pub struct EtcdFlags {
     /// Comma separated list of etcd client URLs
-    #[arg(short = 'e', long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        short = 'e',
+        long,
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub endpoints: Vec<String>,
 
     /// Comma separated list of etcd endpoints reached through a (Kubernetes) service

@@ -59,7 +59,9 @@ impl SnapshotterFlags {
     /// A message naming the flag.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.garbage_collection_policy == GcPolicy::LimitBased && self.max_backups == 0 {
-            anyhow::bail!("--max-backups must be greater than zero for --garbage-collection-policy=LimitBased");
+            anyhow::bail!(
+                "--max-backups must be greater than zero for --garbage-collection-policy=LimitBased"
+            );
         }
         Ok(())
     }
@@ -106,8 +108,10 @@ impl CompressionFlags {
     /// # Errors
     /// An unknown policy while compression is enabled.
     pub fn compression(&self) -> anyhow::Result<Compression> {
-        Ok(Compression::from_flags(self.compress_snapshots, &self.compression_policy)
-            .map_err(|e| anyhow::anyhow!("--compression-policy: {e}"))?)
+        Ok(
+            Compression::from_flags(self.compress_snapshots, &self.compression_policy)
+                .map_err(|e| anyhow::anyhow!("--compression-policy: {e}"))?,
+        )
     }
 }
 
@@ -131,7 +135,11 @@ pub struct BackoffFlags {
 impl BackoffFlags {
     /// The backoff policy.
     pub fn backoff(&self) -> ExponentialBackoff {
-        ExponentialBackoff::new(self.backoff_multiplier, self.backoff_attempt_limit, self.backoff_threshold_time)
+        ExponentialBackoff::new(
+            self.backoff_multiplier,
+            self.backoff_attempt_limit,
+            self.backoff_threshold_time,
+        )
     }
 }
 

@@ -46,9 +46,14 @@ impl StoreFlags {
     /// An unknown provider or invalid values, with the flag named.
     pub fn to_config(&self, env_prefix: &str) -> anyhow::Result<StoreConfig> {
         let mut c = StoreConfig::default();
-        c.provider = if self.storage_provider.is_empty() { None } else { Some(self.storage_provider.parse::<Provider>()?) };
+        c.provider = if self.storage_provider.is_empty() {
+            None
+        } else {
+            Some(self.storage_provider.parse::<Provider>()?)
+        };
         c.container.clone_from(&self.store_container);
-        c.endpoint_override.clone_from(&self.store_endpoint_override);
+        c.endpoint_override
+            .clone_from(&self.store_endpoint_override);
         c.prefix.clone_from(&self.store_prefix);
         c.max_parallel_chunk_uploads = self.max_parallel_chunk_uploads;
         c.min_chunk_size = self.min_chunk_size;

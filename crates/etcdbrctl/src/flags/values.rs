@@ -8,7 +8,11 @@ use std::time::Duration;
 /// # Errors
 /// A message naming the value and the accepted forms.
 pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 20s, 1m30s, 1.5h");
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 20s, 1m30s, 1.5h"
+        )
+    };
     let t = s.trim();
     if t.starts_with('-') {
         return Err(format!("invalid duration {s:?}: must not be negative"));
@@ -23,13 +27,17 @@ pub fn go_duration(s: &str) -> Result<Duration, String> {
     let mut rest = t;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if num_end == 0 {
             return Err(bad());
         }
         let value: f64 = rest[..num_end].parse().map_err(|_| bad())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,

@@ -28,7 +28,11 @@ impl LocalStore {
     /// The directory cannot be created.
     pub fn new(root: impl Into<PathBuf>) -> Result<LocalStore> {
         let root = root.into();
-        create_dir_all(&root).map_err(|source| Error::Io { op: "create directory", key: root.display().to_string(), source })?;
+        create_dir_all(&root).map_err(|source| Error::Io {
+            op: "create directory",
+            key: root.display().to_string(),
+            source,
+        })?;
         Ok(LocalStore { root })
     }
 
@@ -39,7 +43,11 @@ impl LocalStore {
     pub fn for_container(container: &str) -> Result<LocalStore> {
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::Config("the Local storage provider stores below $HOME, but HOME is not set".into()))?;
+            .ok_or_else(|| {
+                Error::Config(
+                    "the Local storage provider stores below $HOME, but HOME is not set".into(),
+                )
+            })?;
         let root = Path::new(&home).join(container.trim_start_matches('/'));
         tracing::info!("Local snapstore directory: {}", root.display());
         LocalStore::new(root)
@@ -54,7 +62,9 @@ impl LocalStore {
     fn path(&self, key: &str) -> Result<PathBuf> {
         let rel = Path::new(key);
         if key.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::Config(format!("object key {key:?} is not a plain relative path")));
+            return Err(Error::Config(format!(
+                "object key {key:?} is not a plain relative path"
+            )));
         }
         Ok(self.root.join(rel))
     }
@@ -62,15 +72,24 @@ impl LocalStore {
 
 fn create_dir_all(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 fn io_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| {
         if source.kind() == io::ErrorKind::NotFound && op != "put" {
-            Error::NotFound { key: key.to_owned() }
+            Error::NotFound {
+                key: key.to_owned(),
+            }
         } else {
-            Error::Io { op, key: key.to_owned(), source }
+            Error::Io {
+                op,
+                key: key.to_owned(),
+                source,
+            }
         }
     }
 }
@@ -92,8 +111,15 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
             walk(root, &path, out)?;
         } else if ft.is_file() {
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            out.push(ObjectMeta { key, size: entry.metadata()?.len() });
+            let key = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push(ObjectMeta {
+                key,
+                size: entry.metadata()?.len(),
+            });
         }
     }
     Ok(())
@@ -107,25 +133,38 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl ObjectStore for LocalStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let root = self.root.clone();
-        let dir = if prefix.is_empty() { root.clone() } else { self.path(prefix)? };
+        let dir = if prefix.is_empty() {
+            root.clone()
+        } else {
+            self.path(prefix)?
+        };
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             walk(&root, &dir, &mut out).map(|()| out)
         })
         .await
-        .map_err(|e| Error::Io { op: "list", key: prefix.to_owned(), source: io::Error::other(e) })?
+        .map_err(|e| Error::Io {
+            op: "list",
+            key: prefix.to_owned(),
+            source: io::Error::other(e),
+        })?
         .map_err(io_err("list", prefix))
     }
 
     async fn get(&self, key: &str) -> Result<Body> {
-        let f = tokio::fs::File::open(self.path(key)?).await.map_err(io_err("get", key))?;
+        let f = tokio::fs::File::open(self.path(key)?)
+            .await
+            .map_err(io_err("get", key))?;
         Ok(Box::new(f))
     }
 
     async fn put(&self, key: &str, mut body: Body) -> Result<u64> {
         let target = self.path(key)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
         let err = io_err("put", key);
         let d = dir.clone();
@@ -146,7 +185,9 @@ impl ObjectStore for LocalStore {
             f.flush().await.map_err(io_err("put", key))?;
             f.sync_all().await.map_err(io_err("put", key))?;
             drop(f);
-            tokio::fs::rename(&tmp, &target).await.map_err(io_err("put", key))?;
+            tokio::fs::rename(&tmp, &target)
+                .await
+                .map_err(io_err("put", key))?;
             Ok(n)
         }
         .await;
@@ -167,16 +208,25 @@ impl ObjectStore for LocalStore {
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
-        let m = tokio::fs::metadata(self.path(key)?).await.map_err(io_err("stat", key))?;
-        Ok(ObjectMeta { key: key.to_owned(), size: m.len() })
+        let m = tokio::fs::metadata(self.path(key)?)
+            .await
+            .map_err(io_err("stat", key))?;
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size: m.len(),
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
-        tokio::fs::remove_file(&path).await.map_err(io_err("delete", key))?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(io_err("delete", key))?;
         // Chunk directories (`<name>/`) and v1 `Backup-<ts>/` directories go when empty.
         if let Some(parent) = path.parent() {
-            let is_layout = parent.file_name().is_some_and(|n| n == LAYOUT_V1 || n == LAYOUT_V2);
+            let is_layout = parent
+                .file_name()
+                .is_some_and(|n| n == LAYOUT_V1 || n == LAYOUT_V2);
             if parent != self.root && !is_layout {
                 let _ = tokio::fs::remove_dir(parent).await;
             }
@@ -191,7 +241,10 @@ async fn copy_body(body: &mut Body, f: &mut tokio::fs::File, key: &str) -> Resul
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
-        let r = body.read(&mut buf).await.map_err(|source| Error::Body { key: key.to_owned(), source })?;
+        let r = body.read(&mut buf).await.map_err(|source| Error::Body {
+            key: key.to_owned(),
+            source,
+        })?;
         if r == 0 {
             return Ok(n);
         }
@@ -212,23 +265,45 @@ mod tests {
     async fn put_get_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path().join("c")).unwrap();
-        assert_eq!(s.put("p/v2/Full-00000000-00000001-1", body(b"hello")).await.unwrap(), 5);
-        s.put("p/v2/Full-00000000-00000002-2.gz/0000000001", body(b"x")).await.unwrap();
+        assert_eq!(
+            s.put("p/v2/Full-00000000-00000001-1", body(b"hello"))
+                .await
+                .unwrap(),
+            5
+        );
+        s.put("p/v2/Full-00000000-00000002-2.gz/0000000001", body(b"x"))
+            .await
+            .unwrap();
         let mut l = s.list("p").await.unwrap();
         l.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(
             l,
             vec![
-                ObjectMeta { key: "p/v2/Full-00000000-00000001-1".into(), size: 5 },
-                ObjectMeta { key: "p/v2/Full-00000000-00000002-2.gz/0000000001".into(), size: 1 },
+                ObjectMeta {
+                    key: "p/v2/Full-00000000-00000001-1".into(),
+                    size: 5
+                },
+                ObjectMeta {
+                    key: "p/v2/Full-00000000-00000002-2.gz/0000000001".into(),
+                    size: 1
+                },
             ]
         );
         let mut r = s.get("p/v2/Full-00000000-00000001-1").await.unwrap();
         let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
+            .await
+            .unwrap();
         assert_eq!(got, b"hello");
-        s.delete("p/v2/Full-00000000-00000002-2.gz/0000000001").await.unwrap();
-        assert!(!dir.path().join("c/p/v2/Full-00000000-00000002-2.gz").exists(), "empty chunk dir removed");
+        s.delete("p/v2/Full-00000000-00000002-2.gz/0000000001")
+            .await
+            .unwrap();
+        assert!(
+            !dir.path()
+                .join("c/p/v2/Full-00000000-00000002-2.gz")
+                .exists(),
+            "empty chunk dir removed"
+        );
         assert!(dir.path().join("c/p/v2").exists(), "layout dir kept");
         assert!(matches!(s.get("nope").await, Err(Error::NotFound { .. })));
         assert!(s.list("missing").await.unwrap().is_empty());
@@ -248,16 +323,27 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path()).unwrap();
-        let e = s.put("v2/Full-00000000-00000001-1", Box::new(Broken)).await.unwrap_err();
+        let e = s
+            .put("v2/Full-00000000-00000001-1", Box::new(Broken))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Body { .. }), "{e}");
-        assert!(std::fs::read_dir(dir.path().join("v2")).unwrap().next().is_none());
+        assert!(
+            std::fs::read_dir(dir.path().join("v2"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn keys_cannot_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path()).unwrap();
-        assert!(matches!(s.put("../x", body(b"")).await, Err(Error::Config(_))));
+        assert!(matches!(
+            s.put("../x", body(b"")).await,
+            Err(Error::Config(_))
+        ));
         assert!(matches!(s.get("/etc/passwd").await, Err(Error::Config(_))));
     }
 }

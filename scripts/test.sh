@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check and test of etcdbr: formatting, clippy, and the test suites (unit tests and
+# integration tests against real etcd 3.4 and 3.5 processes). Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh >/dev/null
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  cargo test --workspace --doc --locked
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
