@@ -5,10 +5,9 @@ fn main() {
     if let Ok(out) = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
+        && out.status.success()
     {
-        if out.status.success() {
-            let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            println!("cargo:rustc-env=ETCDBR_GIT_SHA={sha}");
-        }
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        println!("cargo:rustc-env=ETCDBR_GIT_SHA={sha}");
     }
 }

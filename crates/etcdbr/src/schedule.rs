@@ -72,12 +72,12 @@ impl Schedule {
         if f[4] != "*" {
             return 24.0 * 7.0;
         }
-        if f[2] == "*" && f[4] == "*" {
-            if let Some((_, n)) = f[1].split_once('/') {
-                if let Ok(v) = n.parse::<f64>() {
-                    return v;
-                }
-            }
+        if f[2] == "*"
+            && f[4] == "*"
+            && let Some((_, n)) = f[1].split_once('/')
+            && let Ok(v) = n.parse::<f64>()
+        {
+            return v;
         }
         24.0
     }

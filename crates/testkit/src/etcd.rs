@@ -145,18 +145,19 @@ impl Etcd {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "etcd exited with {status} during start-up; log:\n{}",
-                        self.log_tail()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "etcd exited with {status} during start-up; log:\n{}",
+                    self.log_tail()
+                );
             }
-            if let Ok(mut c) = self.client().await {
-                if c.status().await.is_ok() && c.get("health-probe", None).await.is_ok() {
-                    return;
-                }
+            if let Ok(mut c) = self.client().await
+                && c.status().await.is_ok()
+                && c.get("health-probe", None).await.is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

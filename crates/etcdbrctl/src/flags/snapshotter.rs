@@ -108,10 +108,8 @@ impl CompressionFlags {
     /// # Errors
     /// An unknown policy while compression is enabled.
     pub fn compression(&self) -> anyhow::Result<Compression> {
-        Ok(
-            Compression::from_flags(self.compress_snapshots, &self.compression_policy)
-                .map_err(|e| anyhow::anyhow!("--compression-policy: {e}"))?,
-        )
+        Compression::from_flags(self.compress_snapshots, &self.compression_policy)
+            .map_err(|e| anyhow::anyhow!("--compression-policy: {e}"))
     }
 }
 
