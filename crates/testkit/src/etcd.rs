@@ -66,6 +66,18 @@ pub struct Etcd {
     child: Option<Child>,
     log: PathBuf,
     extra: Vec<String>,
+    tls: Option<ClientTls>,
+}
+
+/// The files a TLS client of a test etcd uses.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// CA that signed the server certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
 }
 
 impl Etcd {
@@ -79,6 +91,34 @@ impl Etcd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut e = Etcd::on_data_dir(version, &data_dir, extra);
+        e._tmp = Some(tmp);
+        e.launch().await;
+        e
+    }
+
+    /// Starts a fresh etcd serving clients over TLS with client-certificate authentication.
+    pub async fn start_tls(version: EtcdVersion, certs: &crate::TestCerts) -> Etcd {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let (sc, sk, ca) = (
+            certs.server_cert.display(),
+            certs.server_key.display(),
+            certs.ca.display(),
+        );
+        let extra = [
+            format!("--cert-file={sc}"),
+            format!("--key-file={sk}"),
+            format!("--trusted-ca-file={ca}"),
+            "--client-cert-auth".to_owned(),
+        ];
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut e = Etcd::on_data_dir(version, &data_dir, &extra);
+        e.client_url = e.client_url.replace("http://", "https://");
+        e.tls = Some(ClientTls {
+            ca: certs.ca.clone(),
+            cert: certs.client_cert.clone(),
+            key: certs.client_key.clone(),
+        });
         e._tmp = Some(tmp);
         e.launch().await;
         e
@@ -98,6 +138,7 @@ impl Etcd {
             _tmp: None,
             child: None,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls: None,
         }
     }
 
@@ -144,6 +185,7 @@ impl Etcd {
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_error;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -153,15 +195,17 @@ impl Etcd {
                     self.log_tail()
                 );
             }
-            if let Ok(mut c) = self.client().await
-                && c.status().await.is_ok()
-                && c.get("health-probe", None).await.is_ok()
-            {
-                return;
+            match self.client().await {
+                Ok(mut c) => match c.status().await {
+                    Ok(_) if c.get("health-probe", None).await.is_ok() => return,
+                    Ok(_) => last_error = "get failed".into(),
+                    Err(e) => last_error = format!("{e:?}"),
+                },
+                Err(e) => last_error = format!("{e:?}"),
             }
             assert!(
                 Instant::now() < deadline,
-                "etcd did not become ready in 30s; log:\n{}",
+                "etcd did not become ready in 30s (last error: {last_error}); log:\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,9 +225,17 @@ impl Etcd {
     /// # Errors
     /// Connecting fails.
     pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
-        let opts = etcd_client::ConnectOptions::new()
+        let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(Duration::from_secs(10));
+        if let Some(t) = &self.tls {
+            let read = |p: &PathBuf| std::fs::read(p).expect("read test cert");
+            opts = opts.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)))
+                    .identity(etcd_client::Identity::from_pem(read(&t.cert), read(&t.key))),
+            );
+        }
         etcd_client::Client::connect([self.client_url.as_str()], Some(opts)).await
     }
 
@@ -223,13 +275,19 @@ impl Etcd {
     /// Runs this release's `etcdctl` against the member and returns its output.
     #[must_use]
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        Command::new(self.version.binary("etcdctl"))
-            .env("ETCDCTL_API", "3")
+        let mut cmd = Command::new(self.version.binary("etcdctl"));
+        cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
-            .arg(&self.client_url)
-            .args(args)
-            .output()
-            .expect("run etcdctl")
+            .arg(&self.client_url);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.cert)
+                .arg("--key")
+                .arg(&t.key);
+        }
+        cmd.args(args).output().expect("run etcdctl")
     }
 
     /// Runs `etcdctl` and returns stdout, panicking on failure.
@@ -241,6 +299,20 @@ impl Etcd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The member's current revision, asked as an authenticated user.
+    pub async fn revision_as(&self, user: &str, password: &str) -> i64 {
+        let opts = etcd_client::ConnectOptions::new().with_user(user, password);
+        let mut c = etcd_client::Client::connect([self.client_url.as_str()], Some(opts))
+            .await
+            .expect("connect");
+        c.get("revision-probe", None)
+            .await
+            .expect("get")
+            .header()
+            .expect("header")
+            .revision()
     }
 
     /// The member's current revision.

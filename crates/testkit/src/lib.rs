@@ -2,12 +2,18 @@
 //! `scripts/setup.sh` fills) on free loopback ports with a temporary data directory, and drive
 //! workloads against it.
 //!
+//! [`FaultyStore`] wraps a real object store and fails chosen operations (fault injection).
+//!
 //! Tests that need etcd call [`Etcd::start`]; when the binary is missing they fail with a message
 //! saying to run `scripts/setup.sh`, rather than silently skipping.
 
 mod etcd;
+mod faulty;
 mod ports;
+mod tls;
 
-pub use etcd::{Etcd, EtcdVersion};
+pub use etcd::{ClientTls, Etcd, EtcdVersion};
 pub use etcd_client;
+pub use faulty::FaultyStore;
 pub use ports::free_port;
+pub use tls::TestCerts;

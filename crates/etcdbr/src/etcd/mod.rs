@@ -1,5 +1,7 @@
 //! Connecting to etcd with the original's connection flags.
 
+mod insecure;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,31 +137,52 @@ impl EtcdOptions {
             || !self.insecure_transport
     }
 
-    fn tls(&self) -> Result<Option<TlsOptions>> {
-        if !self.uses_tls() {
-            return Ok(None);
+    fn read_pem(flag: &str, path: &PathBuf) -> Result<Vec<u8>> {
+        std::fs::read(path)
+            .map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", path.display())))
+    }
+
+    fn identity(&self) -> Result<Option<Identity>> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some(Identity::from_pem(
+                Self::read_pem("--cert", cert)?,
+                Self::read_pem("--key", key)?,
+            ))),
+            _ => Ok(None),
         }
-        if self.insecure_skip_verify {
-            return Err(Error::Config(
-                "--insecure-skip-tls-verify=true is not supported yet; give the etcd CA with --cacert".into(),
-            ));
-        }
-        let read = |flag: &str, p: &PathBuf| {
-            std::fs::read(p)
-                .map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", p.display())))
-        };
+    }
+
+    /// TLS settings that verify etcd's certificate: against `--cacert`, else the system roots.
+    fn verified_tls(&self) -> Result<TlsOptions> {
         let mut tls = TlsOptions::new();
         match &self.ca_file {
-            Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read("--cacert", ca)?)),
+            Some(ca) => {
+                tls = tls.ca_certificate(Certificate::from_pem(Self::read_pem("--cacert", ca)?))
+            }
             None => tls = tls.with_native_roots(),
         }
-        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
-            tls = tls.identity(Identity::from_pem(
-                read("--cert", cert)?,
-                read("--key", key)?,
-            ));
+        if let Some(id) = self.identity()? {
+            tls = tls.identity(id);
         }
-        Ok(Some(tls))
+        Ok(tls)
+    }
+
+    fn endpoint_urls(&self) -> Vec<String> {
+        let scheme = if self.uses_tls() {
+            "https://"
+        } else {
+            "http://"
+        };
+        self.endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("{scheme}{e}")
+                }
+            })
+            .collect()
     }
 
     /// Connects to the endpoints.
@@ -175,29 +198,34 @@ impl EtcdOptions {
         if !self.username.is_empty() && !self.password.is_empty() {
             opts = opts.with_user(self.username.clone(), self.password.clone());
         }
-        let tls = self.tls()?;
-        let scheme = if tls.is_some() { "https://" } else { "http://" };
-        if let Some(tls) = tls {
-            opts = opts.with_tls(tls);
-        }
-        let endpoints: Vec<String> = self
-            .endpoints
-            .iter()
-            .map(|e| {
-                if e.contains("://") {
-                    e.clone()
-                } else {
-                    format!("{scheme}{e}")
+        let endpoints = self.endpoint_urls();
+        let connect = async {
+            if self.uses_tls() && self.insecure_skip_verify {
+                tracing::warn!(
+                    "--insecure-skip-tls-verify is set: etcd's server certificate is not verified"
+                );
+                let channel =
+                    insecure::channel(&endpoints, self.identity()?, self.connection_timeout)?;
+                Client::from_channel(etcd_client::Channel::Tonic(channel), Some(opts))
+                    .await
+                    .map_err(|e| Error::Etcd {
+                        op: "connect",
+                        source: e,
+                    })
+            } else {
+                if self.uses_tls() {
+                    opts = opts.with_tls(self.verified_tls()?);
                 }
-            })
-            .collect();
-        let connect = Client::connect(&endpoints, Some(opts));
+                Client::connect(&endpoints, Some(opts))
+                    .await
+                    .map_err(|e| Error::Etcd {
+                        op: "connect",
+                        source: e,
+                    })
+            }
+        };
         match tokio::time::timeout(self.connection_timeout, connect).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(Error::Etcd {
-                op: "connect",
-                source: e,
-            }),
+            Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 op: "connect to etcd",
                 after: self.connection_timeout,
