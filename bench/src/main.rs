@@ -57,6 +57,15 @@ enum What {
         #[arg(long, default_value_t = 64)]
         writers: usize,
     },
+    /// Reference for `ingest`: the same writers, with a bare watcher that only counts events
+    WatchReference {
+        /// Seconds of writing
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Concurrent writers
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+    },
 }
 
 #[tokio::main]
@@ -83,6 +92,10 @@ async fn main() -> anyhow::Result<()> {
             load(&etcd, args.keys, args.value_size).await?;
             full(&etcd, &etcdbrctl, args.runs)?;
         }
+        What::WatchReference { seconds, writers } => {
+            load(&etcd, args.keys.min(10_000), args.value_size).await?;
+            watch_reference(&etcd, seconds, writers, args.value_size).await?;
+        }
         What::Ingest { seconds, writers } => {
             load(&etcd, args.keys.min(10_000), args.value_size).await?;
             ingest(&etcd, &etcdbrctl, seconds, writers, args.value_size).await?;
@@ -91,22 +104,35 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A value of `size` printable pseudo-random bytes (base64 alphabet): compresses to about 75%,
+/// like typical etcd payloads, unlike a run of one byte.
+fn random_value(seed: u64, size: usize) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize]
+        })
+        .collect()
+}
+
 /// Puts `keys` keys of `size` bytes, 16 concurrent transactions of 128 puts each.
 async fn load(etcd: &Etcd, keys: usize, size: usize) -> anyhow::Result<()> {
     use futures::StreamExt;
     let started = Instant::now();
     let client = etcd.client().await?;
-    let value = vec![b'v'; size];
     futures::stream::iter((0..keys).step_by(128))
         .map(|start| {
             let mut c = client.clone();
-            let value = value.clone();
             async move {
                 let ops: Vec<_> = (start..(start + 128).min(keys))
                     .map(|i| {
                         testkit::etcd_client::TxnOp::put(
                             format!("/bench/key-{i:08}"),
-                            value.clone(),
+                            random_value(i as u64, size),
                             None,
                         )
                     })
@@ -140,6 +166,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -293,6 +331,74 @@ fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `writers` tasks that put `size`-byte values as fast as they can until `stop`.
+async fn spawn_writers(
+    etcd: &Etcd,
+    writers: usize,
+    size: usize,
+    stop: &Arc<AtomicBool>,
+    puts: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let client = etcd.client().await?;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (stop, puts, mut c) = (Arc::clone(stop), Arc::clone(puts), client.clone());
+        let value = random_value(w as u64, size);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if c.put(format!("/ingest/{w}/{}", i % 1000), value.clone(), None).await.is_ok() {
+                    puts.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+async fn watch_reference(etcd: &Etcd, seconds: u64, writers: usize, size: usize) -> anyhow::Result<()> {
+    let start_rev = etcd.revision().await;
+    let seen = Arc::new(AtomicU64::new(start_rev as u64));
+    let c = etcd.client().await?;
+    let opts = testkit::etcd_client::WatchOptions::new().with_all_keys().with_start_revision(start_rev + 1);
+    let mut w = c.watch_client().max_decoding_message_size(i32::MAX as usize).watch("", Some(opts)).await?;
+    let seen2 = Arc::clone(&seen);
+    let watcher = tokio::spawn(async move {
+        while let Ok(Some(resp)) = w.message().await {
+            if let Some(ev) = resp.events().last().and_then(|e| e.kv()) {
+                seen2.store(ev.mod_revision() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let puts = Arc::new(AtomicU64::new(0));
+    let tasks = spawn_writers(etcd, writers, size, &stop, &puts).await?;
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await?;
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let end_rev = etcd.revision().await;
+    let at_end = seen.load(Ordering::Relaxed) as i64;
+    let t2 = Instant::now();
+    while (seen.load(Ordering::Relaxed) as i64) < end_rev && t2.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watcher.abort();
+    println!("writers: {writers}, value size {size} B, {seconds} s");
+    println!("revisions written: {} ({:.0}/s)", end_rev - start_rev, (end_rev - start_rev) as f64 / elapsed);
+    println!(
+        "bare watcher: {:.0} events/s while writing; lag when writing stopped: {} revisions; caught up {:.1}s later",
+        (at_end - start_rev) as f64 / elapsed,
+        end_rev - at_end,
+        t2.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn ingest(
     etcd: &Etcd,
     etcdbrctl: &Path,
@@ -315,24 +421,7 @@ async fn ingest(
     let start_rev = etcd.revision().await;
     let stop = Arc::new(AtomicBool::new(false));
     let puts = Arc::new(AtomicU64::new(0));
-    let client = etcd.client().await?;
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let (stop, puts, mut c) = (Arc::clone(&stop), Arc::clone(&puts), client.clone());
-        let value = vec![b'w'; size];
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                if c.put(format!("/ingest/{w}/{}", i % 1000), value.clone(), None)
-                    .await
-                    .is_ok()
-                {
-                    puts.fetch_add(1, Ordering::Relaxed);
-                }
-                i += 1;
-            }
-        }));
-    }
+    let tasks = spawn_writers(etcd, writers, size, &stop, &puts).await?;
     let pid = child.id();
     let t = Instant::now();
     let mut peak = 0;
@@ -348,39 +437,36 @@ async fn ingest(
     let end_rev = etcd.revision().await;
     let t_stop = Instant::now();
     peak = peak.max(peak_rss_kib(pid));
+    let cpu = cpu_seconds(pid);
     terminate(&mut child)?;
-    let deltas = files(&store, "Incr-");
-    let last = deltas
+    let mut ranges: Vec<(i64, i64)> = files(&store, "Incr-")
         .iter()
         .filter_map(|p| {
-            p.file_name()?
-                .to_string_lossy()
-                .split('-')
-                .nth(2)?
-                .parse::<i64>()
-                .ok()
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            let mut t = name.split('-').skip(1);
+            Some((t.next()?.parse().ok()?, t.next()?.parse().ok()?))
         })
-        .max()
-        .unwrap_or(0);
-    println!("writers: {writers}, value size {size} B, {seconds} s");
-    println!(
-        "puts acknowledged: {} ({:.0}/s)",
-        puts.load(Ordering::Relaxed),
-        puts.load(Ordering::Relaxed) as f64 / elapsed
-    );
-    println!(
-        "revisions written: {} ({:.0}/s)",
-        end_rev - start_rev,
-        (end_rev - start_rev) as f64 / elapsed
-    );
-    println!(
-        "delta objects: {}; last delta revision {last}; etcd revision {end_rev}; stop took {:.2}s",
-        deltas.len(),
-        t_stop.elapsed().as_secs_f64()
-    );
-    println!("snapshotter peak RSS: {:.1} MiB", peak as f64 / 1024.0);
-    if last != end_rev {
-        bail!("the chain ends at {last}, etcd is at {end_rev}");
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 != w[0].1 + 1 {
+            bail!("gap in the delta chain between {:?} and {:?}", w[0], w[1]);
+        }
     }
+    let last = ranges.last().map_or(0, |r| r.1);
+    let stop_secs = t_stop.elapsed().as_secs_f64();
+    println!("writers: {writers}, value size {size} B, {seconds} s");
+    println!("puts acknowledged: {} ({:.0}/s)", puts.load(Ordering::Relaxed), puts.load(Ordering::Relaxed) as f64 / elapsed);
+    println!("revisions written: {} ({:.0}/s)", end_rev - start_rev, (end_rev - start_rev) as f64 / elapsed);
+    println!(
+        "delta objects: {} (contiguous); last delta revision {last}; etcd revision {end_rev}; stop (catch-up + final delta) took {stop_secs:.2}s",
+        ranges.len()
+    );
+    println!(
+        "events saved per second (writing + stop): {:.0}/s; lag at exit: {} revisions",
+        (last - start_rev) as f64 / (elapsed + stop_secs),
+        end_rev - last
+    );
+    println!("snapshotter peak RSS: {:.1} MiB; CPU {cpu:.1} s", peak as f64 / 1024.0);
     Ok(())
 }
