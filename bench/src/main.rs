@@ -347,7 +347,10 @@ async fn spawn_writers(
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if c.put(format!("/ingest/{w}/{}", i % 1000), value.clone(), None).await.is_ok() {
+                if c.put(format!("/ingest/{w}/{}", i % 1000), value.clone(), None)
+                    .await
+                    .is_ok()
+                {
                     puts.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 1;
@@ -357,12 +360,23 @@ async fn spawn_writers(
     Ok(tasks)
 }
 
-async fn watch_reference(etcd: &Etcd, seconds: u64, writers: usize, size: usize) -> anyhow::Result<()> {
+async fn watch_reference(
+    etcd: &Etcd,
+    seconds: u64,
+    writers: usize,
+    size: usize,
+) -> anyhow::Result<()> {
     let start_rev = etcd.revision().await;
     let seen = Arc::new(AtomicU64::new(start_rev as u64));
     let c = etcd.client().await?;
-    let opts = testkit::etcd_client::WatchOptions::new().with_all_keys().with_start_revision(start_rev + 1);
-    let mut w = c.watch_client().max_decoding_message_size(i32::MAX as usize).watch("", Some(opts)).await?;
+    let opts = testkit::etcd_client::WatchOptions::new()
+        .with_all_keys()
+        .with_start_revision(start_rev + 1);
+    let mut w = c
+        .watch_client()
+        .max_decoding_message_size(i32::MAX as usize)
+        .watch("", Some(opts))
+        .await?;
     let seen2 = Arc::clone(&seen);
     let watcher = tokio::spawn(async move {
         while let Ok(Some(resp)) = w.message().await {
@@ -384,12 +398,17 @@ async fn watch_reference(etcd: &Etcd, seconds: u64, writers: usize, size: usize)
     let end_rev = etcd.revision().await;
     let at_end = seen.load(Ordering::Relaxed) as i64;
     let t2 = Instant::now();
-    while (seen.load(Ordering::Relaxed) as i64) < end_rev && t2.elapsed() < Duration::from_secs(120) {
+    while (seen.load(Ordering::Relaxed) as i64) < end_rev && t2.elapsed() < Duration::from_secs(120)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watcher.abort();
     println!("writers: {writers}, value size {size} B, {seconds} s");
-    println!("revisions written: {} ({:.0}/s)", end_rev - start_rev, (end_rev - start_rev) as f64 / elapsed);
+    println!(
+        "revisions written: {} ({:.0}/s)",
+        end_rev - start_rev,
+        (end_rev - start_rev) as f64 / elapsed
+    );
     println!(
         "bare watcher: {:.0} events/s while writing; lag when writing stopped: {} revisions; caught up {:.1}s later",
         (at_end - start_rev) as f64 / elapsed,
@@ -456,8 +475,16 @@ async fn ingest(
     let last = ranges.last().map_or(0, |r| r.1);
     let stop_secs = t_stop.elapsed().as_secs_f64();
     println!("writers: {writers}, value size {size} B, {seconds} s");
-    println!("puts acknowledged: {} ({:.0}/s)", puts.load(Ordering::Relaxed), puts.load(Ordering::Relaxed) as f64 / elapsed);
-    println!("revisions written: {} ({:.0}/s)", end_rev - start_rev, (end_rev - start_rev) as f64 / elapsed);
+    println!(
+        "puts acknowledged: {} ({:.0}/s)",
+        puts.load(Ordering::Relaxed),
+        puts.load(Ordering::Relaxed) as f64 / elapsed
+    );
+    println!(
+        "revisions written: {} ({:.0}/s)",
+        end_rev - start_rev,
+        (end_rev - start_rev) as f64 / elapsed
+    );
     println!(
         "delta objects: {} (contiguous); last delta revision {last}; etcd revision {end_rev}; stop (catch-up + final delta) took {stop_secs:.2}s",
         ranges.len()
@@ -467,6 +494,9 @@ async fn ingest(
         (last - start_rev) as f64 / (elapsed + stop_secs),
         end_rev - last
     );
-    println!("snapshotter peak RSS: {:.1} MiB; CPU {cpu:.1} s", peak as f64 / 1024.0);
+    println!(
+        "snapshotter peak RSS: {:.1} MiB; CPU {cpu:.1} s",
+        peak as f64 / 1024.0
+    );
     Ok(())
 }
