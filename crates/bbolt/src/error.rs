@@ -112,6 +112,14 @@ pub enum Error {
         /// Value length.
         len: usize,
     },
+    /// An entry given to the writer is unusable.
+    #[error("cannot write bucket {bucket:?}: {reason}")]
+    BadEntry {
+        /// Bucket name, lossily decoded.
+        bucket: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A key of the root bucket that is not a bucket.
     #[error("{0:?} is not a bucket")]
     NotABucket(String),

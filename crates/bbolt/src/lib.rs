@@ -6,6 +6,8 @@
 //!
 //! - [`Db`] opens a file, validates and selects a meta page, and reads pages on demand.
 //! - [`Bucket`] locates a bucket (paged or inline); [`Cursor`] walks it in key order.
+//! - [`check`] verifies a file as bbolt's `Tx.Check` does, reporting every [`Finding`].
+//! - [`DbWriter`] writes a fresh compact file bottom-up from sorted buckets.
 //! - [`page`] and [`meta`] hold the on-disk layouts, parsed from byte slices.
 //!
 //! ```no_run
@@ -19,17 +21,21 @@
 //! ```
 
 mod bucket;
+mod check;
 mod cursor;
 mod db;
 mod error;
 pub mod meta;
 pub mod page;
 mod types;
+mod write;
 
+pub use check::{Finding, check};
 pub use bucket::{BUCKET_HEADER_SIZE, Bucket};
 pub use cursor::Cursor;
 pub use db::Db;
 pub use error::{Error, Result};
+pub use write::{BucketWriter, DbWriter};
 pub use types::{
     DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
 };

@@ -1,0 +1,309 @@
+//! Writing a fresh, compact bbolt file bottom-up from sorted buckets.
+//!
+//! Entries arrive in key order, so leaves are written as they fill; only the `(first key, page)`
+//! pairs of each tree level stay in memory. Pages are allocated sequentially from 2, metas are
+//! written last (txid 2 on page 0, 1 on page 1), and no freelist is stored
+//! (`meta.freelist = PGID_NO_FREELIST`), as etcd itself writes its files. A bucket whose entries
+//! fit in a quarter page is stored inline in its parent, as bbolt does.
+//!
+//! ```no_run
+//! let mut w = bbolt::DbWriter::create("out.db")?;
+//! let mut b = w.bucket(b"key", 0);
+//! b.put(b"a", b"1")?;
+//! b.finish()?;
+//! w.finish()?;
+//! # Ok::<(), bbolt::Error>(())
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::bucket::BUCKET_HEADER_SIZE;
+use crate::error::{Error, Result};
+use crate::meta::Meta;
+use crate::page::{BUCKET_LEAF_FLAG, ELEMENT_SIZE, PAGE_HEADER_SIZE, PageHeader, flags};
+use crate::types::{DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION};
+
+/// Txid of the meta on page 0 (page 1 gets one less), like a snapshot written by `Tx.WriteTo`.
+const META_TXID: u64 = 2;
+
+/// Elements of one node being built: their flags and where key and value sit in `data`.
+#[derive(Default)]
+struct Node {
+    elems: Vec<(u32, usize, usize, usize)>, // flags, key start, key len, value len
+    data: Vec<u8>,
+}
+
+impl Node {
+    fn size(&self) -> usize {
+        PAGE_HEADER_SIZE + ELEMENT_SIZE * self.elems.len() + self.data.len()
+    }
+
+    fn size_with(&self, k: usize, v: usize) -> usize {
+        self.size() + ELEMENT_SIZE + k + v
+    }
+
+    fn push(&mut self, flags: u32, key: &[u8], value: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(key);
+        self.data.extend_from_slice(value);
+        self.elems.push((flags, start, key.len(), value.len()));
+    }
+
+    fn first_key(&self) -> &[u8] {
+        let (_, s, k, _) = self.elems[0];
+        &self.data[s..s + k]
+    }
+
+    fn clear(&mut self) {
+        self.elems.clear();
+        self.data.clear();
+    }
+
+    /// Serializes the node as a page image of `len` bytes (`len` ≥ size).
+    fn encode(&self, id: u64, page_flags: u16, overflow: u32, out: &mut Vec<u8>, len: usize) {
+        out.clear();
+        out.resize(len, 0);
+        PageHeader { id: Pgid(id), flags: page_flags, count: self.elems.len() as u16, overflow }.write_to(out);
+        let data_start = PAGE_HEADER_SIZE + ELEMENT_SIZE * self.elems.len();
+        for (i, &(fl, s, k, v)) in self.elems.iter().enumerate() {
+            let e = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
+            let pos = (data_start + s - e) as u32;
+            if page_flags == flags::BRANCH {
+                // Branch elements: pos, ksize, pgid (stored in the value slot as 8 bytes).
+                out[e..e + 4].copy_from_slice(&pos.to_le_bytes());
+                out[e + 4..e + 8].copy_from_slice(&(k as u32).to_le_bytes());
+                out[e + 8..e + 16].copy_from_slice(&self.data[s + k..s + k + v]);
+            } else {
+                out[e..e + 4].copy_from_slice(&fl.to_le_bytes());
+                out[e + 4..e + 8].copy_from_slice(&pos.to_le_bytes());
+                out[e + 8..e + 12].copy_from_slice(&(k as u32).to_le_bytes());
+                out[e + 12..e + 16].copy_from_slice(&(v as u32).to_le_bytes());
+            }
+        }
+        if page_flags == flags::BRANCH {
+            // Branch data holds only keys; the pgids live in the elements.
+            let mut off = data_start;
+            let mut fixed = Vec::with_capacity(self.data.len());
+            for (i, &(_, s, k, _)) in self.elems.iter().enumerate() {
+                let e = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
+                out[e..e + 4].copy_from_slice(&((off - e) as u32).to_le_bytes());
+                fixed.extend_from_slice(&self.data[s..s + k]);
+                off += k;
+            }
+            out[data_start..data_start + fixed.len()].copy_from_slice(&fixed);
+        } else {
+            out[data_start..data_start + self.data.len()].copy_from_slice(&self.data);
+        }
+    }
+}
+
+/// Writes a bbolt file; buckets are added one at a time with [`DbWriter::bucket`].
+pub struct DbWriter<W: Write + Seek> {
+    out: BufWriter<W>,
+    page_size: usize,
+    next_pgid: u64,
+    page_buf: Vec<u8>,
+    root_entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl DbWriter<File> {
+    /// Creates (or truncates) `path` with mode 0600.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create(path: impl AsRef<Path>) -> Result<DbWriter<File>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        DbWriter::new(f)
+    }
+}
+
+impl<W: Write + Seek> DbWriter<W> {
+    /// A writer into `out` with 4096-byte pages.
+    ///
+    /// # Errors
+    /// Writing the placeholder meta pages fails.
+    pub fn new(out: W) -> Result<DbWriter<W>> {
+        let page_size = DEFAULT_PAGE_SIZE as usize;
+        let mut out = BufWriter::with_capacity(1 << 20, out);
+        out.write_all(&vec![0u8; 2 * page_size])?;
+        Ok(DbWriter { out, page_size, next_pgid: 2, page_buf: Vec::new(), root_entries: Vec::new() })
+    }
+
+    /// Starts a top-level bucket; write its entries in strictly ascending key order, then call
+    /// [`BucketWriter::finish`].
+    pub fn bucket(&mut self, name: &[u8], sequence: u64) -> BucketWriter<'_, W> {
+        BucketWriter {
+            db: self,
+            name: name.to_vec(),
+            sequence,
+            node: Node::default(),
+            spilled: false,
+            level: Vec::new(),
+            last_key: None,
+        }
+    }
+
+    /// Writes `node` as a page (with overflow pages if needed); returns its pgid.
+    fn write_node(&mut self, node: &Node, page_flags: u16) -> Result<Pgid> {
+        let size = node.size();
+        let pages = size.div_ceil(self.page_size).max(1);
+        let id = self.next_pgid;
+        let mut buf = std::mem::take(&mut self.page_buf);
+        node.encode(id, page_flags, (pages - 1) as u32, &mut buf, pages * self.page_size);
+        self.out.write_all(&buf)?;
+        self.page_buf = buf;
+        self.next_pgid += pages as u64;
+        Ok(Pgid(id))
+    }
+
+    /// Builds branch levels over `(first key, pgid)` pairs until one root remains.
+    fn build_branches(&mut self, mut level: Vec<(Vec<u8>, Pgid)>) -> Result<Pgid> {
+        while level.len() > 1 {
+            let mut next = Vec::new();
+            let mut node = Node::default();
+            for (key, pgid) in &level {
+                if !node.elems.is_empty() && node.size_with(key.len(), 8) > self.page_size {
+                    let id = self.write_node(&node, flags::BRANCH)?;
+                    next.push((node.first_key().to_vec(), id));
+                    node.clear();
+                }
+                node.push(0, key, &pgid.0.to_le_bytes());
+            }
+            let id = self.write_node(&node, flags::BRANCH)?;
+            next.push((node.first_key().to_vec(), id));
+            level = next;
+        }
+        Ok(level[0].1)
+    }
+
+    /// Writes the root bucket and both metas, and flushes; returns the underlying writer.
+    ///
+    /// # Errors
+    /// Writing fails.
+    pub fn finish(mut self) -> Result<W> {
+        let mut entries = std::mem::take(&mut self.root_entries);
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut level = Vec::new();
+        let mut node = Node::default();
+        for (name, value) in &entries {
+            if !node.elems.is_empty() && node.size_with(name.len(), value.len()) > self.page_size {
+                let id = self.write_node(&node, flags::LEAF)?;
+                level.push((node.first_key().to_vec(), id));
+                node.clear();
+            }
+            node.push(BUCKET_LEAF_FLAG, name, value);
+        }
+        let id = self.write_node(&node, flags::LEAF)?;
+        level.push((if node.elems.is_empty() { Vec::new() } else { node.first_key().to_vec() }, id));
+        let root = self.build_branches(level)?;
+
+        let mut out = self.out.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+        for (page, txid) in [(0u64, META_TXID), (1, META_TXID - 1)] {
+            let mut meta = Meta {
+                magic: MAGIC,
+                version: VERSION,
+                page_size: self.page_size as u32,
+                flags: 0,
+                root,
+                root_sequence: 0,
+                freelist: PGID_NO_FREELIST,
+                pgid: Pgid(self.next_pgid),
+                txid: Txid(txid),
+                checksum: 0,
+            };
+            meta.checksum = meta.compute_checksum();
+            let mut buf = vec![0u8; PAGE_HEADER_SIZE + crate::meta::META_SIZE];
+            PageHeader { id: Pgid(page), flags: flags::META, count: 0, overflow: 0 }.write_to(&mut buf);
+            buf[PAGE_HEADER_SIZE..].copy_from_slice(&meta.to_bytes());
+            out.seek(SeekFrom::Start(page * self.page_size as u64))?;
+            out.write_all(&buf)?;
+        }
+        out.seek(SeekFrom::End(0))?;
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+/// Writes the entries of one bucket; see [`DbWriter::bucket`].
+pub struct BucketWriter<'a, W: Write + Seek> {
+    db: &'a mut DbWriter<W>,
+    name: Vec<u8>,
+    sequence: u64,
+    node: Node,
+    spilled: bool,
+    level: Vec<(Vec<u8>, Pgid)>,
+    last_key: Option<Vec<u8>>,
+}
+
+impl<W: Write + Seek> BucketWriter<'_, W> {
+    /// Adds an entry; keys must be non-empty and strictly ascending.
+    ///
+    /// # Errors
+    /// [`Error::BadEntry`] for an empty, oversized or out-of-order key or an oversized value;
+    /// I/O errors.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let name = || String::from_utf8_lossy(&self.name).into_owned();
+        if key.is_empty() || key.len() > MAX_KEY_SIZE || value.len() > MAX_VALUE_SIZE {
+            return Err(Error::BadEntry { bucket: name(), reason: format!("key of {} bytes, value of {} bytes", key.len(), value.len()) });
+        }
+        if let Some(last) = &self.last_key {
+            if key <= last.as_slice() {
+                return Err(Error::BadEntry { bucket: name(), reason: "keys are not strictly ascending".into() });
+            }
+            let mut l = std::mem::take(&mut self.last_key).unwrap_or_default();
+            l.clear();
+            l.extend_from_slice(key);
+            self.last_key = Some(l);
+        } else {
+            self.last_key = Some(key.to_vec());
+        }
+        let page = self.db.page_size;
+        if !self.node.elems.is_empty() && self.node.size_with(key.len(), value.len()) > page {
+            self.spill()?;
+        }
+        self.node.push(0, key, value);
+        if !self.spilled && self.node.size() > page / 4 {
+            self.spilled = true;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.spilled = true;
+        let id = self.db.write_node(&self.node, flags::LEAF)?;
+        self.level.push((self.node.first_key().to_vec(), id));
+        self.node.clear();
+        Ok(())
+    }
+
+    /// Finishes the bucket: writes the last leaf and the branch levels (or inlines a small
+    /// bucket) and records it in the root bucket.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn finish(mut self) -> Result<()> {
+        let mut value = Vec::with_capacity(BUCKET_HEADER_SIZE);
+        if !self.spilled {
+            value.extend_from_slice(&0u64.to_le_bytes());
+            value.extend_from_slice(&self.sequence.to_le_bytes());
+            let mut image = Vec::new();
+            let size = self.node.size();
+            self.node.encode(0, flags::LEAF, 0, &mut image, size);
+            value.extend_from_slice(&image);
+        } else {
+            if !self.node.elems.is_empty() {
+                self.spill()?;
+            }
+            let level = std::mem::take(&mut self.level);
+            let root = self.db.build_branches(level)?;
+            value.extend_from_slice(&root.0.to_le_bytes());
+            value.extend_from_slice(&self.sequence.to_le_bytes());
+        }
+        let name = std::mem::take(&mut self.name);
+        self.db.root_entries.push((name, value));
+        Ok(())
+    }
+}
