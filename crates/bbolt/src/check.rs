@@ -66,13 +66,20 @@ pub enum Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Finding::OutOfBounds { pgid, high_water } => write!(f, "page {pgid}: out of bounds (high-water mark {high_water})"),
+            Finding::OutOfBounds { pgid, high_water } => write!(
+                f,
+                "page {pgid}: out of bounds (high-water mark {high_water})"
+            ),
             Finding::MultipleReferences { pgid } => write!(f, "page {pgid}: multiple references"),
             Finding::ReachableFreed { pgid } => write!(f, "page {pgid}: reachable freed"),
             Finding::UnreachableUnfreed { pgid } => write!(f, "page {pgid}: unreachable unfreed"),
             Finding::DoubleFree { pgid } => write!(f, "page {pgid}: already freed"),
             Finding::BadPage { pgid, reason } => write!(f, "page {pgid:?}: {reason}"),
-            Finding::KeyOrder { pgid, index, reason } => write!(f, "page {pgid:?} element {index}: {reason}"),
+            Finding::KeyOrder {
+                pgid,
+                index,
+                reason,
+            } => write!(f, "page {pgid:?} element {index}: {reason}"),
         }
     }
 }
@@ -91,8 +98,16 @@ struct Checker<'a> {
 /// Only for I/O failures that prevent checking at all; problems in the data are findings.
 pub fn check(db: &Db) -> Result<Vec<Finding>, Error> {
     let high_water = db.meta().pgid.0;
-    let n = usize::try_from(high_water).unwrap_or(usize::MAX).min(1 << 34);
-    let mut c = Checker { db, high_water, reachable: vec![false; n], free: vec![false; n], findings: Vec::new() };
+    let n = usize::try_from(high_water)
+        .unwrap_or(usize::MAX)
+        .min(1 << 34);
+    let mut c = Checker {
+        db,
+        high_water,
+        reachable: vec![false; n],
+        free: vec![false; n],
+        findings: Vec::new(),
+    };
     c.reachable[0] = true;
     if n > 1 {
         c.reachable[1] = true;
@@ -107,7 +122,9 @@ pub fn check(db: &Db) -> Result<Vec<Finding>, Error> {
     if has_freelist {
         for id in 2..n {
             if !c.reachable[id] && !c.free[id] {
-                c.findings.push(Finding::UnreachableUnfreed { pgid: Pgid(id as u64) });
+                c.findings.push(Finding::UnreachableUnfreed {
+                    pgid: Pgid(id as u64),
+                });
             }
         }
     }
@@ -118,7 +135,12 @@ impl Checker<'_> {
     fn read_freelist(&mut self, pgid: Pgid) {
         let page = match self.db.page(pgid) {
             Ok(p) => p,
-            Err(e) => return self.findings.push(Finding::BadPage { pgid: Some(pgid), reason: format!("freelist: {e}") }),
+            Err(e) => {
+                return self.findings.push(Finding::BadPage {
+                    pgid: Some(pgid),
+                    reason: format!("freelist: {e}"),
+                });
+            }
         };
         if page.header.flags != flags::FREELIST {
             return self.findings.push(Finding::BadPage {
@@ -129,19 +151,28 @@ impl Checker<'_> {
         self.mark(pgid, page.header.overflow);
         let b = page.bytes();
         let (count, start) = if page.header.count == 0xFFFF {
-            (usize::try_from(u64_at(b, PAGE_HEADER_SIZE)).unwrap_or(usize::MAX), PAGE_HEADER_SIZE + 8)
+            (
+                usize::try_from(u64_at(b, PAGE_HEADER_SIZE)).unwrap_or(usize::MAX),
+                PAGE_HEADER_SIZE + 8,
+            )
         } else {
             (usize::from(page.header.count), PAGE_HEADER_SIZE)
         };
         for i in 0..count {
             let off = start + 8 * i;
             if off + 8 > b.len() {
-                self.findings.push(Finding::BadPage { pgid: Some(pgid), reason: "freelist count exceeds the page".into() });
+                self.findings.push(Finding::BadPage {
+                    pgid: Some(pgid),
+                    reason: "freelist count exceeds the page".into(),
+                });
                 break;
             }
             let id = u64_at(b, off);
             if id >= self.high_water {
-                self.findings.push(Finding::OutOfBounds { pgid: Pgid(id), high_water: Pgid(self.high_water) });
+                self.findings.push(Finding::OutOfBounds {
+                    pgid: Pgid(id),
+                    high_water: Pgid(self.high_water),
+                });
             } else if std::mem::replace(&mut self.free[id as usize], true) {
                 self.findings.push(Finding::DoubleFree { pgid: Pgid(id) });
             }
@@ -151,12 +182,16 @@ impl Checker<'_> {
     /// Marks a page and its overflow reachable, reporting double references and freed pages.
     fn mark(&mut self, pgid: Pgid, overflow: u32) {
         for id in pgid.0..=pgid.0 + u64::from(overflow) {
-            let Some(slot) = self.reachable.get_mut(id as usize) else { continue };
+            let Some(slot) = self.reachable.get_mut(id as usize) else {
+                continue;
+            };
             if std::mem::replace(slot, true) {
-                self.findings.push(Finding::MultipleReferences { pgid: Pgid(id) });
+                self.findings
+                    .push(Finding::MultipleReferences { pgid: Pgid(id) });
             }
             if self.free.get(id as usize).copied().unwrap_or(false) {
-                self.findings.push(Finding::ReachableFreed { pgid: Pgid(id) });
+                self.findings
+                    .push(Finding::ReachableFreed { pgid: Pgid(id) });
             }
         }
     }
@@ -170,16 +205,32 @@ impl Checker<'_> {
 
     fn page(&mut self, pgid: Pgid, lower: Option<&[u8]>, upper: Option<&[u8]>, depth: usize) {
         if pgid.0 >= self.high_water {
-            return self.findings.push(Finding::OutOfBounds { pgid, high_water: Pgid(self.high_water) });
+            return self.findings.push(Finding::OutOfBounds {
+                pgid,
+                high_water: Pgid(self.high_water),
+            });
         }
         if depth > 64 {
-            return self.findings.push(Finding::BadPage { pgid: Some(pgid), reason: "tree deeper than 64 levels".into() });
+            return self.findings.push(Finding::BadPage {
+                pgid: Some(pgid),
+                reason: "tree deeper than 64 levels".into(),
+            });
         }
         let page = match self.db.page(pgid) {
             Ok(p) => p,
-            Err(e) => return self.findings.push(Finding::BadPage { pgid: Some(pgid), reason: e.to_string() }),
+            Err(e) => {
+                return self.findings.push(Finding::BadPage {
+                    pgid: Some(pgid),
+                    reason: e.to_string(),
+                });
+            }
         };
-        if self.reachable.get(pgid.0 as usize).copied().unwrap_or(false) {
+        if self
+            .reachable
+            .get(pgid.0 as usize)
+            .copied()
+            .unwrap_or(false)
+        {
             return self.findings.push(Finding::MultipleReferences { pgid });
         }
         self.mark(pgid, page.header.overflow);
@@ -190,7 +241,10 @@ impl Checker<'_> {
         } else {
             self.findings.push(Finding::BadPage {
                 pgid: Some(pgid),
-                reason: format!("invalid type: flags {:#06x}, expected a branch or leaf page", page.header.flags),
+                reason: format!(
+                    "invalid type: flags {:#06x}, expected a branch or leaf page",
+                    page.header.flags
+                ),
             });
         }
     }
@@ -198,16 +252,29 @@ impl Checker<'_> {
     fn branch(&mut self, page: &Page, lower: Option<&[u8]>, upper: Option<&[u8]>, depth: usize) {
         let n = page.count();
         if n == 0 {
-            return self.findings.push(Finding::BadPage { pgid: page.pgid, reason: "branch page without elements".into() });
+            return self.findings.push(Finding::BadPage {
+                pgid: page.pgid,
+                reason: "branch page without elements".into(),
+            });
         }
         let mut entries = Vec::with_capacity(n);
         for i in 0..n {
             match page.branch(i) {
                 Ok(e) => entries.push((e.key.to_vec(), e.pgid)),
-                Err(e) => return self.findings.push(Finding::BadPage { pgid: page.pgid, reason: e.to_string() }),
+                Err(e) => {
+                    return self.findings.push(Finding::BadPage {
+                        pgid: page.pgid,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
-        self.order(page.pgid, entries.iter().map(|e| e.0.as_slice()), lower, upper);
+        self.order(
+            page.pgid,
+            entries.iter().map(|e| e.0.as_slice()),
+            lower,
+            upper,
+        );
         for i in 0..n {
             let child_upper = entries.get(i + 1).map(|e| e.0.as_slice()).or(upper);
             self.page(entries[i].1, Some(&entries[i].0), child_upper, depth + 1);
@@ -224,16 +291,27 @@ impl Checker<'_> {
                     keys.push(e.key.to_vec());
                     if e.is_bucket() {
                         if e.value.len() < BUCKET_HEADER_SIZE {
-                            self.findings.push(Finding::BadPage { pgid: page.pgid, reason: format!("element {i}: short bucket header") });
+                            self.findings.push(Finding::BadPage {
+                                pgid: page.pgid,
+                                reason: format!("element {i}: short bucket header"),
+                            });
                         } else {
                             match Bucket::from_value(e.key, e.value) {
                                 Ok(b) => sub.push(b),
-                                Err(err) => self.findings.push(Finding::BadPage { pgid: page.pgid, reason: err.to_string() }),
+                                Err(err) => self.findings.push(Finding::BadPage {
+                                    pgid: page.pgid,
+                                    reason: err.to_string(),
+                                }),
                             }
                         }
                     }
                 }
-                Err(e) => return self.findings.push(Finding::BadPage { pgid: page.pgid, reason: e.to_string() }),
+                Err(e) => {
+                    return self.findings.push(Finding::BadPage {
+                        pgid: page.pgid,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         self.order(page.pgid, keys.iter().map(Vec::as_slice), lower, upper);
@@ -242,17 +320,35 @@ impl Checker<'_> {
         }
     }
 
-    fn order<'k>(&mut self, pgid: Option<Pgid>, keys: impl Iterator<Item = &'k [u8]>, lower: Option<&[u8]>, upper: Option<&[u8]>) {
+    fn order<'k>(
+        &mut self,
+        pgid: Option<Pgid>,
+        keys: impl Iterator<Item = &'k [u8]>,
+        lower: Option<&[u8]>,
+        upper: Option<&[u8]>,
+    ) {
         let mut prev: Option<&[u8]> = None;
         for (i, k) in keys.enumerate() {
             if prev.is_some_and(|p| p >= k) {
-                self.findings.push(Finding::KeyOrder { pgid, index: i, reason: "keys are not in strictly ascending order" });
+                self.findings.push(Finding::KeyOrder {
+                    pgid,
+                    index: i,
+                    reason: "keys are not in strictly ascending order",
+                });
             }
             if lower.is_some_and(|l| k < l) {
-                self.findings.push(Finding::KeyOrder { pgid, index: i, reason: "key is below its parent's branch key" });
+                self.findings.push(Finding::KeyOrder {
+                    pgid,
+                    index: i,
+                    reason: "key is below its parent's branch key",
+                });
             }
             if upper.is_some_and(|u| k >= u) {
-                self.findings.push(Finding::KeyOrder { pgid, index: i, reason: "key is not below the parent's next branch key" });
+                self.findings.push(Finding::KeyOrder {
+                    pgid,
+                    index: i,
+                    reason: "key is not below the parent's next branch key",
+                });
             }
             prev = Some(k);
         }

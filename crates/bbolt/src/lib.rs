@@ -30,12 +30,12 @@ pub mod page;
 mod types;
 mod write;
 
-pub use check::{Finding, check};
 pub use bucket::{BUCKET_HEADER_SIZE, Bucket};
+pub use check::{Finding, check};
 pub use cursor::Cursor;
 pub use db::Db;
 pub use error::{Error, Result};
-pub use write::{BucketWriter, DbWriter};
 pub use types::{
     DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
 };
+pub use write::{BucketWriter, DbWriter};

@@ -23,7 +23,9 @@ use crate::bucket::BUCKET_HEADER_SIZE;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
 use crate::page::{BUCKET_LEAF_FLAG, ELEMENT_SIZE, PAGE_HEADER_SIZE, PageHeader, flags};
-use crate::types::{DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION};
+use crate::types::{
+    DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
+};
 
 /// Txid of the meta on page 0 (page 1 gets one less), like a snapshot written by `Tx.WriteTo`.
 const META_TXID: u64 = 2;
@@ -65,7 +67,13 @@ impl Node {
     fn encode(&self, id: u64, page_flags: u16, overflow: u32, out: &mut Vec<u8>, len: usize) {
         out.clear();
         out.resize(len, 0);
-        PageHeader { id: Pgid(id), flags: page_flags, count: self.elems.len() as u16, overflow }.write_to(out);
+        PageHeader {
+            id: Pgid(id),
+            flags: page_flags,
+            count: self.elems.len() as u16,
+            overflow,
+        }
+        .write_to(out);
         let data_start = PAGE_HEADER_SIZE + ELEMENT_SIZE * self.elems.len();
         for (i, &(fl, s, k, v)) in self.elems.iter().enumerate() {
             let e = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
@@ -115,7 +123,12 @@ impl DbWriter<File> {
     /// The file cannot be created.
     pub fn create(path: impl AsRef<Path>) -> Result<DbWriter<File>> {
         use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
         DbWriter::new(f)
     }
 }
@@ -129,7 +142,13 @@ impl<W: Write + Seek> DbWriter<W> {
         let page_size = DEFAULT_PAGE_SIZE as usize;
         let mut out = BufWriter::with_capacity(1 << 20, out);
         out.write_all(&vec![0u8; 2 * page_size])?;
-        Ok(DbWriter { out, page_size, next_pgid: 2, page_buf: Vec::new(), root_entries: Vec::new() })
+        Ok(DbWriter {
+            out,
+            page_size,
+            next_pgid: 2,
+            page_buf: Vec::new(),
+            root_entries: Vec::new(),
+        })
     }
 
     /// Starts a top-level bucket; write its entries in strictly ascending key order, then call
@@ -152,7 +171,13 @@ impl<W: Write + Seek> DbWriter<W> {
         let pages = size.div_ceil(self.page_size).max(1);
         let id = self.next_pgid;
         let mut buf = std::mem::take(&mut self.page_buf);
-        node.encode(id, page_flags, (pages - 1) as u32, &mut buf, pages * self.page_size);
+        node.encode(
+            id,
+            page_flags,
+            (pages - 1) as u32,
+            &mut buf,
+            pages * self.page_size,
+        );
         self.out.write_all(&buf)?;
         self.page_buf = buf;
         self.next_pgid += pages as u64;
@@ -197,10 +222,20 @@ impl<W: Write + Seek> DbWriter<W> {
             node.push(BUCKET_LEAF_FLAG, name, value);
         }
         let id = self.write_node(&node, flags::LEAF)?;
-        level.push((if node.elems.is_empty() { Vec::new() } else { node.first_key().to_vec() }, id));
+        level.push((
+            if node.elems.is_empty() {
+                Vec::new()
+            } else {
+                node.first_key().to_vec()
+            },
+            id,
+        ));
         let root = self.build_branches(level)?;
 
-        let mut out = self.out.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+        let mut out = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::Io(e.into_error()))?;
         for (page, txid) in [(0u64, META_TXID), (1, META_TXID - 1)] {
             let mut meta = Meta {
                 magic: MAGIC,
@@ -216,7 +251,13 @@ impl<W: Write + Seek> DbWriter<W> {
             };
             meta.checksum = meta.compute_checksum();
             let mut buf = vec![0u8; PAGE_HEADER_SIZE + crate::meta::META_SIZE];
-            PageHeader { id: Pgid(page), flags: flags::META, count: 0, overflow: 0 }.write_to(&mut buf);
+            PageHeader {
+                id: Pgid(page),
+                flags: flags::META,
+                count: 0,
+                overflow: 0,
+            }
+            .write_to(&mut buf);
             buf[PAGE_HEADER_SIZE..].copy_from_slice(&meta.to_bytes());
             out.seek(SeekFrom::Start(page * self.page_size as u64))?;
             out.write_all(&buf)?;
@@ -247,11 +288,17 @@ impl<W: Write + Seek> BucketWriter<'_, W> {
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let name = || String::from_utf8_lossy(&self.name).into_owned();
         if key.is_empty() || key.len() > MAX_KEY_SIZE || value.len() > MAX_VALUE_SIZE {
-            return Err(Error::BadEntry { bucket: name(), reason: format!("key of {} bytes, value of {} bytes", key.len(), value.len()) });
+            return Err(Error::BadEntry {
+                bucket: name(),
+                reason: format!("key of {} bytes, value of {} bytes", key.len(), value.len()),
+            });
         }
         if let Some(last) = &self.last_key {
             if key <= last.as_slice() {
-                return Err(Error::BadEntry { bucket: name(), reason: "keys are not strictly ascending".into() });
+                return Err(Error::BadEntry {
+                    bucket: name(),
+                    reason: "keys are not strictly ascending".into(),
+                });
             }
             let mut l = std::mem::take(&mut self.last_key).unwrap_or_default();
             l.clear();

@@ -46,7 +46,12 @@ fn read(path: &std::path::Path) -> Buckets {
             entries.insert(x.key.to_vec(), x.value.to_vec());
             e = c.next().unwrap();
         }
-        let last = db.cursor(&b).unwrap().last().unwrap().map(|x| x.key.to_vec());
+        let last = db
+            .cursor(&b)
+            .unwrap()
+            .last()
+            .unwrap()
+            .map(|x| x.key.to_vec());
         assert_eq!(last.as_ref(), entries.keys().last());
         out.insert(name, entries);
     }
@@ -59,7 +64,11 @@ fn round_trip(buckets: &Buckets) -> Vec<Finding> {
     write(&p, buckets);
     assert_eq!(&read(&p), buckets);
     let db = Db::open(&p).unwrap();
-    assert_eq!(db.file_len(), db.size(), "file length is exactly pgid * page size");
+    assert_eq!(
+        db.file_len(),
+        db.size(),
+        "file length is exactly pgid * page size"
+    );
     check(&db).unwrap()
 }
 
@@ -67,11 +76,20 @@ fn round_trip(buckets: &Buckets) -> Vec<Finding> {
 fn empty_small_inline_and_large_buckets() {
     let mut b = Buckets::new();
     b.insert(b"alarm".to_vec(), BTreeMap::new());
-    b.insert(b"auth".to_vec(), [(b"authEnabled".to_vec(), vec![0])].into());
-    let key: BTreeMap<_, _> = (0..50_000u64).map(|i| (i.to_be_bytes().to_vec(), format!("value-{i}").into_bytes())).collect();
+    b.insert(
+        b"auth".to_vec(),
+        [(b"authEnabled".to_vec(), vec![0])].into(),
+    );
+    let key: BTreeMap<_, _> = (0..50_000u64)
+        .map(|i| (i.to_be_bytes().to_vec(), format!("value-{i}").into_bytes()))
+        .collect();
     b.insert(b"key".to_vec(), key);
-    let big: BTreeMap<_, _> =
-        [(b"a".to_vec(), vec![1u8; 1_500_000]), (b"b".to_vec(), vec![2u8; 5000]), (b"c".to_vec(), vec![3u8; 10])].into();
+    let big: BTreeMap<_, _> = [
+        (b"a".to_vec(), vec![1u8; 1_500_000]),
+        (b"b".to_vec(), vec![2u8; 5000]),
+        (b"c".to_vec(), vec![3u8; 10]),
+    ]
+    .into();
     b.insert(b"big".to_vec(), big);
     assert_eq!(round_trip(&b), vec![]);
 }
@@ -82,9 +100,18 @@ fn random_buckets_round_trip_and_check_clean() {
     for round in 0..40 {
         let mut b = Buckets::new();
         for _ in 0..(rng.next() % 12) {
-            let name = { let mut n = rng.bytes(20); n.push(b'x'); n };
+            let name = {
+                let mut n = rng.bytes(20);
+                n.push(b'x');
+                n
+            };
             let mut entries = BTreeMap::new();
-            let count = match round % 4 { 0 => rng.next() % 5, 1 => rng.next() % 300, 2 => rng.next() % 5000, _ => rng.next() % 40 };
+            let count = match round % 4 {
+                0 => rng.next() % 5,
+                1 => rng.next() % 300,
+                2 => rng.next() % 5000,
+                _ => rng.next() % 40,
+            };
             for _ in 0..count {
                 let mut k = rng.bytes(40);
                 k.push(1);
@@ -103,7 +130,12 @@ fn unsorted_or_empty_keys_are_refused() {
     let mut w = DbWriter::create(dir.path().join("db")).unwrap();
     let mut b = w.bucket(b"key", 0);
     b.put(b"b", b"").unwrap();
-    assert!(b.put(b"a", b"").unwrap_err().to_string().contains("strictly ascending"));
+    assert!(
+        b.put(b"a", b"")
+            .unwrap_err()
+            .to_string()
+            .contains("strictly ascending")
+    );
     assert!(b.put(b"b", b"").is_err());
     assert!(b.put(b"", b"").is_err());
 }
@@ -114,7 +146,9 @@ fn corruption_is_reported_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("db");
     let mut b = Buckets::new();
-    let key: BTreeMap<_, _> = (0..20_000u64).map(|i| (i.to_be_bytes().to_vec(), vec![7u8; 100])).collect();
+    let key: BTreeMap<_, _> = (0..20_000u64)
+        .map(|i| (i.to_be_bytes().to_vec(), vec![7u8; 100]))
+        .collect();
     b.insert(b"key".to_vec(), key);
     write(&p, &b);
     let clean = std::fs::read(&p).unwrap();
@@ -128,33 +162,54 @@ fn corruption_is_reported_not_panicked() {
     drop(db);
 
     let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("wrong page type", Box::new(|f: &mut Vec<u8>| f[page(2) + 8] = 0x20)),
-        ("page id mismatch", Box::new(|f: &mut Vec<u8>| f[page(3)] ^= 0x55)),
-        ("branch points twice at one child", Box::new(move |f: &mut Vec<u8>| {
-            let e0 = page(key_root) + 16;
-            let child0: [u8; 8] = f[e0 + 8..e0 + 16].try_into().unwrap();
-            f[e0 + 16 + 8..e0 + 16 + 16].copy_from_slice(&child0);
-        })),
-        ("child out of bounds", Box::new(move |f: &mut Vec<u8>| {
-            let e0 = page(key_root) + 16;
-            f[e0 + 8..e0 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
-        })),
-        ("keys out of order", Box::new(|f: &mut Vec<u8>| {
-            // First leaf: swap the first byte of the last key with 0xff.
-            let p = page(2);
-            let count = u16::from_le_bytes([f[p + 10], f[p + 11]]) as usize;
-            let e = p + 16 + 16 * (count - 2);
-            let pos = u32::from_le_bytes(f[e + 4..e + 8].try_into().unwrap()) as usize;
-            f[e + pos] = 0xff;
-        })),
-        ("element outside its page", Box::new(|f: &mut Vec<u8>| {
-            let e = page(2) + 16;
-            f[e + 4..e + 8].copy_from_slice(&60_000u32.to_le_bytes());
-        })),
-        ("root bucket header cut", Box::new(move |f: &mut Vec<u8>| {
-            let e = page(root_bucket_page) + 16;
-            f[e + 12..e + 16].copy_from_slice(&3u32.to_le_bytes());
-        })),
+        (
+            "wrong page type",
+            Box::new(|f: &mut Vec<u8>| f[page(2) + 8] = 0x20),
+        ),
+        (
+            "page id mismatch",
+            Box::new(|f: &mut Vec<u8>| f[page(3)] ^= 0x55),
+        ),
+        (
+            "branch points twice at one child",
+            Box::new(move |f: &mut Vec<u8>| {
+                let e0 = page(key_root) + 16;
+                let child0: [u8; 8] = f[e0 + 8..e0 + 16].try_into().unwrap();
+                f[e0 + 16 + 8..e0 + 16 + 16].copy_from_slice(&child0);
+            }),
+        ),
+        (
+            "child out of bounds",
+            Box::new(move |f: &mut Vec<u8>| {
+                let e0 = page(key_root) + 16;
+                f[e0 + 8..e0 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+            }),
+        ),
+        (
+            "keys out of order",
+            Box::new(|f: &mut Vec<u8>| {
+                // First leaf: swap the first byte of the last key with 0xff.
+                let p = page(2);
+                let count = u16::from_le_bytes([f[p + 10], f[p + 11]]) as usize;
+                let e = p + 16 + 16 * (count - 2);
+                let pos = u32::from_le_bytes(f[e + 4..e + 8].try_into().unwrap()) as usize;
+                f[e + pos] = 0xff;
+            }),
+        ),
+        (
+            "element outside its page",
+            Box::new(|f: &mut Vec<u8>| {
+                let e = page(2) + 16;
+                f[e + 4..e + 8].copy_from_slice(&60_000u32.to_le_bytes());
+            }),
+        ),
+        (
+            "root bucket header cut",
+            Box::new(move |f: &mut Vec<u8>| {
+                let e = page(root_bucket_page) + 16;
+                f[e + 12..e + 16].copy_from_slice(&3u32.to_le_bytes());
+            }),
+        ),
     ];
     for (what, damage) in cases {
         let mut f = clean.clone();

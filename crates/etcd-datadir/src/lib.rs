@@ -6,8 +6,14 @@
 //!   start-up, so a full snapshot can be named after its content rather than after a separate
 //!   `Get` (the original's bug #1044).
 
+pub mod cluster;
+pub mod kv;
+pub mod proto;
+pub mod raft;
 pub mod revision;
 pub mod schema;
+pub mod snap;
+pub mod wal;
 
 use etcdbr_types::Revision;
 
