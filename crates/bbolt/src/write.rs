@@ -107,13 +107,27 @@ impl Node {
     }
 }
 
-/// Writes a bbolt file; buckets are added one at a time with [`DbWriter::bucket`].
+/// State of the bucket being written.
+struct OpenBucket {
+    name: Vec<u8>,
+    sequence: u64,
+    node: Node,
+    spilled: bool,
+    level: Vec<(Vec<u8>, Pgid)>,
+    last_key: Vec<u8>,
+    entries: u64,
+}
+
+/// Writes a bbolt file; buckets are added one at a time ([`DbWriter::bucket`], or
+/// [`DbWriter::begin_bucket`], [`DbWriter::put`] and [`DbWriter::end_bucket`] when the writer
+/// must be held across calls).
 pub struct DbWriter<W: Write + Seek> {
     out: BufWriter<W>,
     page_size: usize,
     next_pgid: u64,
     page_buf: Vec<u8>,
     root_entries: Vec<(Vec<u8>, Vec<u8>)>,
+    open: Option<OpenBucket>,
 }
 
 impl DbWriter<File> {
@@ -148,21 +162,122 @@ impl<W: Write + Seek> DbWriter<W> {
             next_pgid: 2,
             page_buf: Vec::new(),
             root_entries: Vec::new(),
+            open: None,
         })
     }
 
-    /// Starts a top-level bucket; write its entries in strictly ascending key order, then call
-    /// [`BucketWriter::finish`].
+    /// Starts a top-level bucket and returns a handle to fill it; call
+    /// [`BucketWriter::finish`] when done.
     pub fn bucket(&mut self, name: &[u8], sequence: u64) -> BucketWriter<'_, W> {
-        BucketWriter {
-            db: self,
+        self.begin_bucket(name, sequence);
+        BucketWriter { db: self }
+    }
+
+    /// Starts a top-level bucket (finishing any open one is the caller's job).
+    pub fn begin_bucket(&mut self, name: &[u8], sequence: u64) {
+        self.open = Some(OpenBucket {
             name: name.to_vec(),
             sequence,
             node: Node::default(),
             spilled: false,
             level: Vec::new(),
-            last_key: None,
+            last_key: Vec::new(),
+            entries: 0,
+        });
+    }
+
+    /// Adds an entry to the open bucket; keys must be non-empty and strictly ascending.
+    ///
+    /// # Errors
+    /// [`Error::BadEntry`] for an empty, oversized or out-of-order key, an oversized value, or
+    /// no open bucket; I/O errors.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let page = self.page_size;
+        let Some(b) = self.open.as_mut() else {
+            return Err(Error::BadEntry {
+                bucket: String::new(),
+                reason: "no bucket is open".into(),
+            });
+        };
+        if key.is_empty() || key.len() > MAX_KEY_SIZE || value.len() > MAX_VALUE_SIZE {
+            let reason = format!("key of {} bytes, value of {} bytes", key.len(), value.len());
+            return Err(Error::BadEntry {
+                bucket: String::from_utf8_lossy(&b.name).into_owned(),
+                reason,
+            });
         }
+        if b.entries > 0 && key <= b.last_key.as_slice() {
+            let reason = "keys are not strictly ascending".into();
+            return Err(Error::BadEntry {
+                bucket: String::from_utf8_lossy(&b.name).into_owned(),
+                reason,
+            });
+        }
+        b.last_key.clear();
+        b.last_key.extend_from_slice(key);
+        b.entries += 1;
+        if !b.node.elems.is_empty() && b.node.size_with(key.len(), value.len()) > page {
+            self.spill()?;
+        }
+        let Some(b) = self.open.as_mut() else {
+            return Ok(());
+        };
+        b.node.push(0, key, value);
+        if b.node.size() > page / 4 {
+            b.spilled = true;
+        }
+        Ok(())
+    }
+
+    /// Entries added to the open bucket so far.
+    #[must_use]
+    pub fn entries(&self) -> u64 {
+        self.open.as_ref().map_or(0, |b| b.entries)
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        let Some(mut b) = self.open.take() else {
+            return Ok(());
+        };
+        b.spilled = true;
+        let id = self.write_node(&b.node, flags::LEAF)?;
+        b.level.push((b.node.first_key().to_vec(), id));
+        b.node.clear();
+        self.open = Some(b);
+        Ok(())
+    }
+
+    /// Finishes the open bucket: writes its last leaf and branch levels (or inlines a small
+    /// bucket) and records it in the root bucket.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn end_bucket(&mut self) -> Result<()> {
+        let Some(b) = self.open.as_ref() else {
+            return Ok(());
+        };
+        if b.spilled && !b.node.elems.is_empty() {
+            self.spill()?;
+        }
+        let Some(mut b) = self.open.take() else {
+            return Ok(());
+        };
+        let mut value = Vec::with_capacity(BUCKET_HEADER_SIZE);
+        if b.spilled {
+            let level = std::mem::take(&mut b.level);
+            let root = self.build_branches(level)?;
+            value.extend_from_slice(&root.0.to_le_bytes());
+            value.extend_from_slice(&b.sequence.to_le_bytes());
+        } else {
+            value.extend_from_slice(&0u64.to_le_bytes());
+            value.extend_from_slice(&b.sequence.to_le_bytes());
+            let mut image = Vec::new();
+            let size = b.node.size();
+            b.node.encode(0, flags::LEAF, 0, &mut image, size);
+            value.extend_from_slice(&image);
+        }
+        self.root_entries.push((b.name, value));
+        Ok(())
     }
 
     /// Writes `node` as a page (with overflow pages if needed); returns its pgid.
@@ -209,6 +324,7 @@ impl<W: Write + Seek> DbWriter<W> {
     /// # Errors
     /// Writing fails.
     pub fn finish(mut self) -> Result<W> {
+        self.end_bucket()?;
         let mut entries = std::mem::take(&mut self.root_entries);
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut level = Vec::new();
@@ -268,89 +384,25 @@ impl<W: Write + Seek> DbWriter<W> {
     }
 }
 
-/// Writes the entries of one bucket; see [`DbWriter::bucket`].
+/// A handle to fill one bucket; see [`DbWriter::bucket`].
 pub struct BucketWriter<'a, W: Write + Seek> {
     db: &'a mut DbWriter<W>,
-    name: Vec<u8>,
-    sequence: u64,
-    node: Node,
-    spilled: bool,
-    level: Vec<(Vec<u8>, Pgid)>,
-    last_key: Option<Vec<u8>>,
 }
 
 impl<W: Write + Seek> BucketWriter<'_, W> {
-    /// Adds an entry; keys must be non-empty and strictly ascending.
+    /// Adds an entry; see [`DbWriter::put`].
     ///
     /// # Errors
-    /// [`Error::BadEntry`] for an empty, oversized or out-of-order key or an oversized value;
-    /// I/O errors.
+    /// As [`DbWriter::put`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let name = || String::from_utf8_lossy(&self.name).into_owned();
-        if key.is_empty() || key.len() > MAX_KEY_SIZE || value.len() > MAX_VALUE_SIZE {
-            return Err(Error::BadEntry {
-                bucket: name(),
-                reason: format!("key of {} bytes, value of {} bytes", key.len(), value.len()),
-            });
-        }
-        if let Some(last) = &self.last_key {
-            if key <= last.as_slice() {
-                return Err(Error::BadEntry {
-                    bucket: name(),
-                    reason: "keys are not strictly ascending".into(),
-                });
-            }
-            let mut l = std::mem::take(&mut self.last_key).unwrap_or_default();
-            l.clear();
-            l.extend_from_slice(key);
-            self.last_key = Some(l);
-        } else {
-            self.last_key = Some(key.to_vec());
-        }
-        let page = self.db.page_size;
-        if !self.node.elems.is_empty() && self.node.size_with(key.len(), value.len()) > page {
-            self.spill()?;
-        }
-        self.node.push(0, key, value);
-        if !self.spilled && self.node.size() > page / 4 {
-            self.spilled = true;
-        }
-        Ok(())
+        self.db.put(key, value)
     }
 
-    fn spill(&mut self) -> Result<()> {
-        self.spilled = true;
-        let id = self.db.write_node(&self.node, flags::LEAF)?;
-        self.level.push((self.node.first_key().to_vec(), id));
-        self.node.clear();
-        Ok(())
-    }
-
-    /// Finishes the bucket: writes the last leaf and the branch levels (or inlines a small
-    /// bucket) and records it in the root bucket.
+    /// Finishes the bucket; see [`DbWriter::end_bucket`].
     ///
     /// # Errors
     /// I/O errors.
-    pub fn finish(mut self) -> Result<()> {
-        let mut value = Vec::with_capacity(BUCKET_HEADER_SIZE);
-        if !self.spilled {
-            value.extend_from_slice(&0u64.to_le_bytes());
-            value.extend_from_slice(&self.sequence.to_le_bytes());
-            let mut image = Vec::new();
-            let size = self.node.size();
-            self.node.encode(0, flags::LEAF, 0, &mut image, size);
-            value.extend_from_slice(&image);
-        } else {
-            if !self.node.elems.is_empty() {
-                self.spill()?;
-            }
-            let level = std::mem::take(&mut self.level);
-            let root = self.db.build_branches(level)?;
-            value.extend_from_slice(&root.0.to_le_bytes());
-            value.extend_from_slice(&self.sequence.to_le_bytes());
-        }
-        let name = std::mem::take(&mut self.name);
-        self.db.root_entries.push((name, value));
-        Ok(())
+    pub fn finish(self) -> Result<()> {
+        self.db.end_bucket()
     }
 }

@@ -7,9 +7,12 @@
 //!   `Get` (the original's bug #1044).
 
 pub mod cluster;
+pub mod hashkv;
 pub mod kv;
+pub mod layout;
 pub mod proto;
 pub mod raft;
+pub mod restore;
 pub mod revision;
 pub mod schema;
 pub mod snap;
@@ -27,6 +30,9 @@ pub enum Error {
     /// The file has no `key` bucket: not an etcd database.
     #[error("the database has no {0:?} bucket; it is not an etcd v3 database")]
     MissingBucket(&'static str),
+    /// A bucket holds nested buckets, which etcd never writes.
+    #[error("bucket {0:?} holds nested buckets; not an etcd database")]
+    NestedBucket(String),
     /// A key of the `key` bucket is not a revision key.
     #[error("the last key of the key bucket is not a revision key ({0} bytes)")]
     BadRevisionKey(usize),
