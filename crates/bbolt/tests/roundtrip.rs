@@ -115,7 +115,11 @@ fn random_buckets_round_trip_and_check_clean() {
             for _ in 0..count {
                 let mut k = rng.bytes(40);
                 k.push(1);
-                let vmax = if rng.next() % 50 == 0 { 20_000 } else { 200 };
+                let vmax = if rng.next().is_multiple_of(50) {
+                    20_000
+                } else {
+                    200
+                };
                 entries.insert(k, rng.bytes(vmax));
             }
             b.insert(name, entries);
@@ -161,7 +165,8 @@ fn corruption_is_reported_not_panicked() {
     };
     drop(db);
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+    let cases: Vec<(&str, Damage)> = vec![
         (
             "wrong page type",
             Box::new(|f: &mut Vec<u8>| f[page(2) + 8] = 0x20),

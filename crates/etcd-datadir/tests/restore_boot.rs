@@ -211,7 +211,10 @@ async fn restore_and_boot(format: DataDirFormat, boot: EtcdVersion) {
     let members = r.member_list().await.unwrap();
     assert_eq!(members.members().len(), 1);
     assert_eq!(members.members()[0].name(), "r1");
-    assert_eq!(members.members()[0].peer_urls(), [peer.clone()]);
+    assert_eq!(
+        members.members()[0].peer_urls(),
+        std::slice::from_ref(&peer)
+    );
     // The lease from before the snapshot is attached to its keys.
     let ttl = r
         .lease_time_to_live(

@@ -79,6 +79,9 @@ pub enum Error {
         /// The revision received.
         got: i64,
     },
+    /// A restore failed.
+    #[error(transparent)]
+    Restore(#[from] RestoreFailure),
     /// etcd's revision went below what is already backed up (etcd restored or replaced).
     #[error(
         "etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced"
@@ -89,6 +92,67 @@ pub enum Error {
         /// Last revision in the store.
         saved: i64,
     },
+}
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreFailure {
+    /// The store holds no full snapshot to restore from.
+    #[error("no full snapshot found in the store; nothing to restore from")]
+    NoFullSnapshot,
+    /// The target data directory (or its `.part`) already exists.
+    #[error("{0} already exists; remove it or choose another --data-dir")]
+    TargetExists(std::path::PathBuf),
+    /// The cluster flags are inconsistent.
+    #[error(transparent)]
+    Cluster(#[from] etcd_datadir::cluster::ClusterError),
+    /// The full snapshot lacks its sha256 trailer.
+    #[error(
+        "full snapshot {0} is missing its SHA256 hash; use --skip-hash-check only for snapshots copied from a data dir"
+    )]
+    MissingHash(String),
+    /// The full snapshot's trailer does not match.
+    #[error("full snapshot {0} is corrupt: its SHA256 hash does not match its content")]
+    HashMismatch(String),
+    /// A snapshot object cannot be decompressed.
+    #[error("snapshot {name} cannot be decompressed as {compression}")]
+    Decompress {
+        /// Object name.
+        name: String,
+        /// The compression its suffix names.
+        compression: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A snapshot's name has an unknown compression suffix.
+    #[error("snapshot {0}: {1}")]
+    Suffix(String, #[source] crate::compress::CompressionError),
+    /// A delta object is corrupt.
+    #[error("delta snapshot {name} is unusable")]
+    Delta {
+        /// Object name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: crate::delta_format::DeltaFormatError,
+    },
+    /// Deltas named in the store leave revisions uncovered.
+    #[error("the delta chain has a gap: {previous} ends at revision {previous_last} but {next} starts at {next_start}; revisions {}..={} are missing", previous_last + 1, next_start - 1)]
+    ChainGap {
+        /// The earlier object.
+        previous: String,
+        /// Its last revision.
+        previous_last: i64,
+        /// The later object.
+        next: String,
+        /// Its first revision.
+        next_start: i64,
+    },
+    /// Applying the backup failed.
+    #[error(transparent)]
+    Build(#[from] etcd_datadir::restore::RestoreError),
 }
 
 impl Error {

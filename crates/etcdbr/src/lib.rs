@@ -1,6 +1,7 @@
 //! The etcdbr engine: everything between etcd and the object store.
 //!
 //! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
+//! - [`restore`]: the latest backup set into a data directory, natively.
 //! - [`compress`]: the gzip, zlib and LZW codecs and their name suffixes.
 //! - [`delta_format`]: the delta snapshot JSON with its sha256 trailer.
 //! - [`gc`]: the Exponential and LimitBased retention policies as pure plans.
@@ -16,7 +17,8 @@ mod error;
 pub mod etcd;
 pub mod gc;
 mod pipe;
+pub mod restore;
 pub mod schedule;
 pub mod snapshotter;
 
-pub use error::{Error, Result};
+pub use error::{Error, RestoreFailure, Result};

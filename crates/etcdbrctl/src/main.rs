@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         tokio::spawn(stop_on_signal(stop.clone()));
         match command {
             Command::Snapshot(args) => cli::snapshot::run(*args, stop).await,
-            Command::Restore(_) => not_yet("restore", 3),
+            Command::Restore(args) => cli::restore::run(*args).await,
             Command::Compact(_) => not_yet("compact", 6),
             Command::Initialize(_) => not_yet("initialize", 3),
             Command::Server(_) => not_yet("server", 5),

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each parsing flags, calling the engine, and
 //! reporting.
 
+pub mod restore;
 pub mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +36,14 @@ On SIGTERM or SIGINT pending events are saved as a last delta before exiting."
     )]
     Snapshot(Box<snapshot::SnapshotArgs>),
     /// Restore an etcd data directory from the latest full snapshot and its deltas
-    Restore(NotYet),
+    #[command(
+        long_about = "Builds an etcd data directory from the store's latest full snapshot and the delta snapshots \
+after it, without running etcd: the snapshot's sha256 is verified, every delta's events are applied as new \
+revisions (a revision gap is an error), leases present in the full snapshot stay attached, and the membership \
+is rewritten for --initial-cluster. The directory is built in <data-dir>.part and renamed into place only on \
+success; --data-dir must not exist. Exits non-zero when the store has no full snapshot."
+    )]
+    Restore(Box<restore::RestoreArgs>),
     /// Restore the latest backup set and upload it as one new full snapshot
     Compact(NotYet),
     /// Validate the etcd data directory and restore it from the store when it is invalid

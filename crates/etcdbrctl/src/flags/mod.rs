@@ -2,6 +2,7 @@
 //! Each group turns itself into the engine's options.
 
 pub mod etcd;
+pub mod restoration;
 pub mod snapshotter;
 pub mod store;
 pub mod values;
