@@ -516,9 +516,17 @@ fn timed(cmd: &mut Command) -> anyhow::Result<(f64, u64)> {
     let out_file = tempfile::NamedTempFile::new()?;
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(std::ffi::OsStr::to_owned).collect();
-    let envs: Vec<_> = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(std::ffi::OsStr::to_owned))).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(std::ffi::OsStr::to_owned)))
+        .collect();
     let mut t = Command::new("/usr/bin/time");
-    t.arg("-f").arg("%e %M").arg("-o").arg(out_file.path()).arg(program).args(args);
+    t.arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(out_file.path())
+        .arg(program)
+        .args(args);
     for (k, v) in envs {
         if let Some(v) = v {
             t.env(k, v);
@@ -535,11 +543,22 @@ fn timed(cmd: &mut Command) -> anyhow::Result<(f64, u64)> {
     Ok((wall, rss))
 }
 
-async fn restore_bench(etcd: &Etcd, etcdbrctl: &Path, events: usize, size: usize, runs: usize) -> anyhow::Result<()> {
+async fn restore_bench(
+    etcd: &Etcd,
+    etcdbrctl: &Path,
+    events: usize,
+    size: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("tmp"))?;
     let store = home.path().join("store/v2");
-    let mut child = spawn_snapshot(etcdbrctl, etcd, home.path(), &["--delta-snapshot-period=10s"])?;
+    let mut child = spawn_snapshot(
+        etcdbrctl,
+        etcd,
+        home.path(),
+        &["--delta-snapshot-period=10s"],
+    )?;
     while files(&store, "Full-").is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -550,7 +569,15 @@ async fn restore_bench(etcd: &Etcd, etcdbrctl: &Path, events: usize, size: usize
         futures::stream::iter(0..events)
             .map(|i| {
                 let mut c = client.clone();
-                async move { c.put(format!("/delta/{:06}", i % 50_000), random_value(i as u64, size), None).await.map(|_| ()) }
+                async move {
+                    c.put(
+                        format!("/delta/{:06}", i % 50_000),
+                        random_value(i as u64, size),
+                        None,
+                    )
+                    .await
+                    .map(|_| ())
+                }
             })
             .buffer_unordered(32)
             .collect::<Vec<_>>()
@@ -562,7 +589,14 @@ async fn restore_bench(etcd: &Etcd, etcdbrctl: &Path, events: usize, size: usize
     let last_delta = || {
         files(&store, "Incr-")
             .iter()
-            .filter_map(|p| p.file_name()?.to_string_lossy().split('-').nth(2)?.parse::<i64>().ok())
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_string_lossy()
+                    .split('-')
+                    .nth(2)?
+                    .parse::<i64>()
+                    .ok()
+            })
             .max()
             .unwrap_or(0)
     };
@@ -574,19 +608,36 @@ async fn restore_bench(etcd: &Etcd, etcdbrctl: &Path, events: usize, size: usize
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     terminate(&mut child)?;
-    println!("full snapshot at revision {base_rev}; {} delta revisions in {} delta objects", end_rev - base_rev, files(&store, "Incr-").len());
+    println!(
+        "full snapshot at revision {base_rev}; {} delta revisions in {} delta objects",
+        end_rev - base_rev,
+        files(&store, "Incr-").len()
+    );
 
     // A store holding the full snapshot alone.
     let full_only = tempfile::tempdir()?;
     std::fs::create_dir_all(full_only.path().join("store/v2"))?;
     for f in files(&store, "Full-") {
-        std::fs::copy(&f, full_only.path().join("store/v2").join(f.file_name().unwrap_or_default()))?;
+        std::fs::copy(
+            &f,
+            full_only
+                .path()
+                .join("store/v2")
+                .join(f.file_name().unwrap_or_default()),
+        )?;
     }
     // The references take the full snapshot alone: our stored object, decompressed.
     let scratch = tempfile::tempdir()?;
     let saved = scratch.path().join("full.db");
-    let full = files(&store, "Full-").into_iter().next().context("no full snapshot")?;
-    let st = Command::new("gzip").arg("-dc").arg(&full).stdout(std::fs::File::create(&saved)?).status()?;
+    let full = files(&store, "Full-")
+        .into_iter()
+        .next()
+        .context("no full snapshot")?;
+    let st = Command::new("gzip")
+        .arg("-dc")
+        .arg(&full)
+        .stdout(std::fs::File::create(&saved)?)
+        .status()?;
     if !st.success() {
         bail!("gzip -dc {} failed", full.display());
     }
@@ -614,21 +665,37 @@ async fn restore_bench(etcd: &Etcd, etcdbrctl: &Path, events: usize, size: usize
     })?;
     measure("etcdutl snapshot restore (full only)", &|out: &Path| {
         let mut c = Command::new(&etcdutl);
-        c.args(["snapshot", "restore"]).arg(&saved).arg("--data-dir").arg(out);
+        c.args(["snapshot", "restore"])
+            .arg(&saved)
+            .arg("--data-dir")
+            .arg(out);
         c
     })?;
     let restore_cmd = |home: &Path, out: &Path| {
         let mut c = Command::new(etcdbrctl);
         c.env("HOME", home)
-            .args(["restore", "--storage-provider=Local", "--store-container=store", "--data-dir"])
+            .args([
+                "restore",
+                "--storage-provider=Local",
+                "--store-container=store",
+                "--data-dir",
+            ])
             .arg(out)
             .arg("--restoration-temp-snapshots-dir")
             .arg(home.join("restore-tmp"));
         c
     };
-    measure("etcdbrctl restore (full only)", &|out: &Path| restore_cmd(full_only.path(), out))?;
-    measure("etcdbrctl restore (full + deltas)", &|out: &Path| restore_cmd(home.path(), out))?;
-    println!("full snapshot db {:.1} MB; {} runs each, medians", db_size as f64 / 1e6, runs);
+    measure("etcdbrctl restore (full only)", &|out: &Path| {
+        restore_cmd(full_only.path(), out)
+    })?;
+    measure("etcdbrctl restore (full + deltas)", &|out: &Path| {
+        restore_cmd(home.path(), out)
+    })?;
+    println!(
+        "full snapshot db {:.1} MB; {} runs each, medians",
+        db_size as f64 / 1e6,
+        runs
+    );
     println!("{:<40} {:>9} {:>10}", "stage", "wall s", "peak RSS");
     for (name, wall, rss) in &rows {
         println!("{name:<40} {wall:>9.3} {rss:>6.1} MiB");

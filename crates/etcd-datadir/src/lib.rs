@@ -16,6 +16,7 @@ pub mod restore;
 pub mod revision;
 pub mod schema;
 pub mod snap;
+pub mod validate;
 pub mod wal;
 
 use etcdbr_types::Revision;

@@ -1,6 +1,7 @@
 //! The etcdbr engine: everything between etcd and the object store.
 //!
 //! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
+//! - [`initialize`]: validate a data directory and restore it when invalid.
 //! - [`restore`]: the latest backup set into a data directory, natively.
 //! - [`compress`]: the gzip, zlib and LZW codecs and their name suffixes.
 //! - [`delta_format`]: the delta snapshot JSON with its sha256 trailer.
@@ -16,6 +17,7 @@ pub mod delta_format;
 mod error;
 pub mod etcd;
 pub mod gc;
+pub mod initialize;
 mod pipe;
 pub mod restore;
 pub mod schedule;

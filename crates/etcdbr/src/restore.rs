@@ -85,6 +85,57 @@ pub struct RestoreReport {
 /// No full snapshot, a target that exists, corrupt objects, gaps, store or disk failures; the
 /// target is never touched on error and the `.part` directory is removed.
 pub async fn restore(store: &SnapStore, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let part = layout::part_dir(&opts.data_dir);
+    for p in [&opts.data_dir, &part] {
+        if p.exists() {
+            return Err(RestoreFailure::TargetExists(p.clone()).into());
+        }
+    }
+    let report = build_part(store, opts).await?;
+    swap_in(&part, &opts.data_dir)?;
+    log_report(opts, &report);
+    Ok(report)
+}
+
+/// Replaces `data_dir` (if any) with the finished `part` directory and fsyncs the parent.
+///
+/// # Errors
+/// The old directory cannot be removed or the rename fails.
+pub fn swap_in(part: &Path, data_dir: &Path) -> Result<()> {
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir)
+            .map_err(Error::io(format!("cannot remove {}", data_dir.display())))?;
+    }
+    std::fs::rename(part, data_dir).map_err(Error::io(format!(
+        "cannot rename {} to {}",
+        part.display(),
+        data_dir.display()
+    )))?;
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io("cannot fsync the parent of the data dir"))?;
+    }
+    Ok(())
+}
+
+fn log_report(opts: &RestoreOptions, report: &RestoreReport) {
+    tracing::info!(
+        "Successfully restored the etcd data directory {} at revision {} ({} events applied, {} skipped) in {:.3}s",
+        opts.data_dir.display(),
+        report.stats.revision,
+        report.stats.applied_events,
+        report.stats.skipped_events,
+        report.seconds
+    );
+}
+
+/// Builds the latest backup set of `store` into `<data-dir>.part`, which must not exist; the
+/// caller renames it into place. On error the `.part` directory is removed.
+///
+/// # Errors
+/// As [`restore`].
+pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
     let cluster = Cluster::new(&opts.initial_cluster, &opts.initial_cluster_token)
         .map_err(RestoreFailure::from)?;
@@ -93,10 +144,8 @@ pub async fn restore(store: &SnapStore, opts: &RestoreOptions) -> Result<Restore
         .map_err(RestoreFailure::from)?
         .id;
     let part = layout::part_dir(&opts.data_dir);
-    for p in [&opts.data_dir, &part] {
-        if p.exists() {
-            return Err(RestoreFailure::TargetExists(p.clone()).into());
-        }
+    if part.exists() {
+        return Err(RestoreFailure::TargetExists(part).into());
     }
     let set = store.latest_set().await?;
     let full = set.full.clone().ok_or(RestoreFailure::NoFullSnapshot)?;
@@ -136,33 +185,12 @@ pub async fn restore(store: &SnapStore, opts: &RestoreOptions) -> Result<Restore
         let _ = std::fs::remove_dir(&opts.temp_dir);
     }
     match result {
-        Ok(stats) => {
-            std::fs::rename(&part, &opts.data_dir).map_err(Error::io(format!(
-                "cannot rename {} to {}",
-                part.display(),
-                opts.data_dir.display()
-            )))?;
-            if let Some(parent) = opts.data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::File::open(parent)
-                    .and_then(|f| f.sync_all())
-                    .map_err(Error::io("cannot fsync the parent of the data dir"))?;
-            }
-            let report = RestoreReport {
-                full,
-                deltas: set.deltas.len(),
-                stats,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            tracing::info!(
-                "Successfully restored the etcd data directory {} at revision {} ({} events applied, {} skipped) in {:.3}s",
-                opts.data_dir.display(),
-                report.stats.revision,
-                report.stats.applied_events,
-                report.stats.skipped_events,
-                report.seconds
-            );
-            Ok(report)
-        }
+        Ok(stats) => Ok(RestoreReport {
+            full,
+            deltas: set.deltas.len(),
+            stats,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&part);
             Err(e)

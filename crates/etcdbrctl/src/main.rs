@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             Command::Snapshot(args) => cli::snapshot::run(*args, stop).await,
             Command::Restore(args) => cli::restore::run(*args).await,
             Command::Compact(_) => not_yet("compact", 6),
-            Command::Initialize(_) => not_yet("initialize", 3),
+            Command::Initialize(args) => cli::initialize::run(*args).await,
             Command::Server(_) => not_yet("server", 5),
             Command::Copy(_) => not_yet("copy", 6),
         }

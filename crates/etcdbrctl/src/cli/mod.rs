@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each parsing flags, calling the engine, and
 //! reporting.
 
+pub mod initialize;
 pub mod restore;
 pub mod snapshot;
 
@@ -47,7 +48,15 @@ success; --data-dir must not exist. Exits non-zero when the store has no full sn
     /// Restore the latest backup set and upload it as one new full snapshot
     Compact(NotYet),
     /// Validate the etcd data directory and restore it from the store when it is invalid
-    Initialize(NotYet),
+    #[command(
+        long_about = "Validates --data-dir as the original's initializer does: the wrong-volume guard \
+(safe_guard, when POD_NAMESPACE is set), the directory structure, the db revision against the newest backup \
+(counting writes still pending in the WAL, which etcd replays at start), and in full mode every page of the db, \
+the WAL and the .snap files. A valid directory is kept; an invalid one is restored from the store into \
+<data-dir>.part and swapped in; with an empty store it is removed. A wrong volume or a db locked by a running \
+etcd is an error."
+    )]
+    Initialize(Box<initialize::InitializeArgs>),
     /// Run as a sidecar: HTTP API, initialization, leader election, snapshots, GC, defragmentation
     Server(NotYet),
     /// Copy backups from a source store to a destination store

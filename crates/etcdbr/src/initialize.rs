@@ -1,0 +1,178 @@
+//! `initialize`: validate the data directory and restore it when it is not valid, with the
+//! original's decisions (single-member cluster).
+//!
+//! A valid data dir is kept. A wrong volume, a db locked by another process, or an unknown
+//! status is an error. Anything else is restored: from the store's latest backup set into
+//! `<data-dir>.part`, then swapped in; with no store, or an empty one, the data dir is removed,
+//! since the store is the source of truth and etcd then starts empty.
+
+use std::path::PathBuf;
+
+use etcd_datadir::layout;
+use etcd_datadir::validate::{
+    Action, DataDirStatus, Validation, ValidationInput, ValidationMode, decide, validate,
+};
+use snapstore::SnapStore;
+
+use crate::error::{Error, Result};
+use crate::restore::{RestoreOptions, build_part, swap_in};
+
+/// Inputs of [`initialize`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InitializeOptions {
+    /// Where and how to restore (its `data_dir` is the one validated).
+    pub restore: RestoreOptions,
+    /// `--validation-mode`.
+    pub mode: ValidationMode,
+    /// `POD_NAMESPACE`, for the wrong-volume guard.
+    pub namespace: Option<String>,
+    /// `--snapstore-temp-directory`, emptied and recreated at the end unless it is `/tmp`.
+    pub snapstore_temp_dir: Option<PathBuf>,
+}
+
+impl InitializeOptions {
+    /// Options validating and restoring `restore.data_dir` in `mode`.
+    #[must_use]
+    pub fn new(restore: RestoreOptions, mode: ValidationMode) -> InitializeOptions {
+        InitializeOptions {
+            restore,
+            mode,
+            namespace: None,
+            snapstore_temp_dir: None,
+        }
+    }
+}
+
+/// What [`initialize`] found and did.
+#[derive(Debug, Clone)]
+pub struct InitializeReport {
+    /// The validation verdict.
+    pub validation: Validation,
+    /// The action taken.
+    pub action: Action,
+    /// Whether the data dir was restored (or removed for an empty store).
+    pub restored: bool,
+}
+
+/// Why initialization refuses to go on.
+#[derive(Debug, thiserror::Error)]
+#[error("won't initialize etcd: {status:?}: {reason}")]
+pub struct InitializeRefused {
+    /// The status.
+    pub status: DataDirStatus,
+    /// Why.
+    pub reason: String,
+}
+
+/// Validates and, when needed, restores the data directory.
+///
+/// # Errors
+/// A refusal ([`Error::Config`] carrying [`InitializeRefused`]'s message), or a failed restore.
+pub async fn initialize(
+    store: Option<&SnapStore>,
+    opts: &InitializeOptions,
+) -> Result<InitializeReport> {
+    let data_dir = opts.restore.data_dir.clone();
+    let latest = match store {
+        Some(s) => s
+            .latest_set()
+            .await?
+            .last_revision()
+            .map(etcdbr_types::Revision::get),
+        None => None,
+    };
+    let input = ValidationInput {
+        data_dir: data_dir.clone(),
+        mode: opts.mode,
+        namespace: opts.namespace.clone(),
+        store_configured: store.is_some(),
+        latest_backup_revision: latest,
+    };
+    tracing::info!(
+        "Validating the data directory {} ({:?} mode)...",
+        data_dir.display(),
+        opts.mode
+    );
+    let validation = tokio::task::spawn_blocking(move || validate(&input))
+        .await
+        .map_err(|e| Error::Io {
+            what: "validation".into(),
+            source: std::io::Error::other(e),
+        })?;
+    let action = decide(validation.status);
+    tracing::info!(
+        "Data directory status: {:?}: {}",
+        validation.status,
+        validation.reason
+    );
+    let restored = match action {
+        Action::Keep => false,
+        Action::Fail => {
+            return Err(Error::Config(
+                InitializeRefused {
+                    status: validation.status,
+                    reason: validation.reason.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        Action::Restore => restore_or_clear(store, opts, latest.is_some()).await?,
+    };
+    if let Some(tmp) = opts
+        .snapstore_temp_dir
+        .as_ref()
+        .filter(|t| t.as_os_str() != "/tmp" && !t.as_os_str().is_empty())
+    {
+        let _ = std::fs::remove_dir_all(tmp);
+        std::fs::create_dir_all(tmp)
+            .map_err(Error::io(format!("cannot create {}", tmp.display())))?;
+    }
+    Ok(InitializeReport {
+        validation,
+        action,
+        restored,
+    })
+}
+
+async fn restore_or_clear(
+    store: Option<&SnapStore>,
+    opts: &InitializeOptions,
+    has_backup: bool,
+) -> Result<bool> {
+    let data_dir = &opts.restore.data_dir;
+    let (Some(store), true) = (store, has_backup) else {
+        if !data_dir.exists() {
+            tracing::info!("No snapshot found and no data directory: etcd bootstraps a new one.");
+            return Ok(false);
+        }
+        tracing::info!(
+            "No snapshot found. Removing the data directory {} (the store is the source of truth).",
+            data_dir.display()
+        );
+        std::fs::remove_dir_all(data_dir)
+            .map_err(Error::io(format!("cannot remove {}", data_dir.display())))?;
+        return Ok(true);
+    };
+    let part = layout::part_dir(data_dir);
+    if part.exists() {
+        tracing::info!(
+            "Removing the leftover {} of an earlier restore",
+            part.display()
+        );
+        std::fs::remove_dir_all(&part)
+            .map_err(Error::io(format!("cannot remove {}", part.display())))?;
+    }
+    tracing::info!("Finding latest set of snapshot to recover from...");
+    let report = build_part(store, &opts.restore).await?;
+    swap_in(&part, data_dir)?;
+    tracing::info!(
+        "Successfully restored the etcd data directory {} at revision {} from {} and {} deltas in {:.3}s",
+        data_dir.display(),
+        report.stats.revision,
+        report.full.snap_name,
+        report.deltas,
+        report.seconds
+    );
+    Ok(true)
+}

@@ -1,0 +1,69 @@
+//! `etcdbrctl initialize`: validate the data directory, restore it when invalid.
+
+use clap::Args;
+use etcd_datadir::validate::ValidationMode;
+use etcdbr::initialize::{InitializeOptions, initialize};
+use snapstore::SnapStore;
+
+use crate::flags::etcd::EtcdFlags;
+use crate::flags::restoration::RestorationFlags;
+use crate::flags::store::StoreFlags;
+
+/// Flags of `initialize`.
+#[derive(Debug, Args)]
+pub struct InitializeArgs {
+    /// Validation mode: full (structure, revision, and every page of the db, WAL and snap) or sanity
+    #[arg(long, default_value = "full", value_parser = parse_mode)]
+    validation_mode: ValidationMode,
+    #[command(flatten)]
+    etcd: EtcdFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    restoration: RestorationFlags,
+}
+
+fn parse_mode(s: &str) -> Result<ValidationMode, String> {
+    match s {
+        "full" => Ok(ValidationMode::Full),
+        "sanity" => Ok(ValidationMode::Sanity),
+        other => Err(format!(
+            "validation mode {other:?} is not supported; use full or sanity"
+        )),
+    }
+}
+
+/// Validates `--data-dir` and restores it from the store when it is invalid.
+///
+/// # Errors
+/// Invalid flags, a refusal (wrong volume, locked db), or a failed restore.
+pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
+    args.restoration.validate()?;
+    args.etcd.to_options().validate()?;
+    let config = args.store.to_config("")?;
+    let store = match config.provider {
+        Some(_) => Some(SnapStore::open(&config)?),
+        None => {
+            tracing::info!(
+                "No --storage-provider given: skipping the revision check against backups."
+            );
+            None
+        }
+    };
+    let mut opts = InitializeOptions::new(args.restoration.to_options(), args.validation_mode);
+    opts.namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
+    opts.snapstore_temp_dir = Some(config.temp_dir.clone());
+    let report = initialize(store.as_ref(), &opts).await?;
+    tracing::info!(
+        "Initialization done: {:?}, {}",
+        report.validation.status,
+        if report.restored {
+            "data directory restored"
+        } else {
+            "data directory kept"
+        }
+    );
+    Ok(())
+}

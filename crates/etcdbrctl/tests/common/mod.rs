@@ -1,0 +1,158 @@
+//! Helpers shared by the binary's integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::Etcd;
+use testkit::etcd_client::{Client, DeleteOptions, PutOptions, Txn, TxnOp};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_etcdbrctl"))
+}
+
+pub fn v2(home: &Path) -> PathBuf {
+    home.join("backups/v2")
+}
+
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+pub async fn workload(c: &mut Client, round: u32, lease: i64) {
+    for i in 0..100 {
+        c.put(format!("/r{round}/k{i:03}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    c.put(format!("/r{round}/k001"), "again", None)
+        .await
+        .unwrap();
+    c.delete(format!("/r{round}/k002"), None).await.unwrap();
+    c.put(format!("/r{round}/k002"), "recreated", None)
+        .await
+        .unwrap();
+    c.txn(Txn::new().and_then(vec![
+        TxnOp::put(format!("/r{round}/t1"), "a", None),
+        TxnOp::delete(format!("/r{round}/k003"), None),
+        TxnOp::put(format!("/r{round}/t2"), "b", None),
+    ]))
+    .await
+    .unwrap();
+    c.delete(
+        format!("/r{round}/k05"),
+        Some(DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    c.put(
+        format!("/r{round}/leased"),
+        "l",
+        Some(PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .unwrap();
+    c.put(format!("/r{round}/big"), vec![b'q'; 1_572_864], None)
+        .await
+        .unwrap();
+}
+
+/// Backs up `etcd` with the real binary while two workload rounds run; returns HOME.
+pub async fn back_up(etcd: &Etcd, c: &mut Client, lease: i64) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .env("HOME", home.path())
+        .args([
+            "snapshot",
+            "--storage-provider=Local",
+            "--store-container=backups",
+            "--endpoints",
+            &etcd.client_url,
+        ])
+        .args([
+            "--delta-snapshot-period=1s",
+            "--garbage-collection-period=0s",
+        ])
+        .args([
+            "--snapstore-temp-directory",
+            home.path().join("tmp").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !names(&v2(home.path()))
+        .iter()
+        .any(|n| n.starts_with("Full-"))
+    {
+        assert!(Instant::now() < deadline, "no full snapshot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    workload(c, 1, lease).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    workload(c, 2, lease).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    home
+}
+
+pub fn restore(home: &Path, data_dir: &Path, peer: &str, extra: &[&str]) -> Output {
+    bin()
+        .env("HOME", home)
+        .args([
+            "restore",
+            "--storage-provider=Local",
+            "--store-container=backups",
+        ])
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--name",
+            "r1",
+            "--initial-cluster-token",
+            "tok",
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("r1={peer}"),
+            "--initial-advertise-peer-urls",
+            peer,
+        ])
+        .args([
+            "--restoration-temp-snapshots-dir",
+            home.join("restore-tmp").to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+pub fn etcd_datadir_part(data_dir: &Path) -> PathBuf {
+    let mut s = data_dir.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+pub fn copy_store(from: &Path) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(v2(home.path())).unwrap();
+    for n in names(&v2(from)) {
+        std::fs::copy(v2(from).join(&n), v2(home.path()).join(&n)).unwrap();
+    }
+    home
+}
