@@ -237,3 +237,70 @@ fn corruption_is_reported_not_panicked() {
     std::fs::write(&p, &clean[..clean.len() - 4096]).unwrap();
     assert!(matches!(Db::open(&p), Err(bbolt::Error::ShortFile { .. })));
 }
+
+/// Files with a stored freelist (etcd never writes one; other bbolt users do): the checker
+/// verifies it against reachability.
+#[test]
+fn freelist_is_checked_when_present() {
+    use bbolt::meta::Meta;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    let mut b = Buckets::new();
+    b.insert(
+        b"key".to_vec(),
+        (0..3000u64)
+            .map(|i| (i.to_be_bytes().to_vec(), vec![1u8; 50]))
+            .collect(),
+    );
+    write(&p, &b);
+    let clean = std::fs::read(&p).unwrap();
+    let pages = (clean.len() / 4096) as u64;
+
+    // Appends a freelist page listing `ids` (plus one spare free page) and points the metas at it.
+    let with_freelist = |ids: &[u64], extra_unlisted: bool| -> Vec<u8> {
+        let mut f = clean.clone();
+        let fl = pages;
+        let spare = pages + 1;
+        let mut page = vec![0u8; 4096];
+        page[0..8].copy_from_slice(&fl.to_le_bytes());
+        page[8..10].copy_from_slice(&0x10u16.to_le_bytes());
+        let mut listed: Vec<u64> = ids.to_vec();
+        if !extra_unlisted {
+            listed.push(spare);
+        }
+        page[10..12].copy_from_slice(&(listed.len() as u16).to_le_bytes());
+        for (i, id) in listed.iter().enumerate() {
+            page[16 + 8 * i..24 + 8 * i].copy_from_slice(&id.to_le_bytes());
+        }
+        f.extend_from_slice(&page);
+        f.extend_from_slice(&vec![0u8; 4096]); // the spare page
+        for m in 0..2usize {
+            let off = m * 4096;
+            let mut meta = Meta::from_page(&f[off..off + 80]).unwrap();
+            meta.freelist = bbolt::Pgid(fl);
+            meta.pgid = bbolt::Pgid(pages + 2);
+            meta.checksum = meta.compute_checksum();
+            f[off + 16..off + 80].copy_from_slice(&meta.to_bytes());
+        }
+        f
+    };
+    let run = |f: Vec<u8>| {
+        std::fs::write(&p, f).unwrap();
+        check(&Db::open(&p).unwrap()).unwrap()
+    };
+    assert_eq!(run(with_freelist(&[], false)), vec![]);
+    assert!(matches!(
+        run(with_freelist(&[2], false)).as_slice(),
+        [Finding::ReachableFreed { .. }]
+    ));
+    let dup = run(with_freelist(&[pages + 1], false));
+    assert!(
+        dup.iter().any(|f| matches!(f, Finding::DoubleFree { .. })),
+        "{dup:?}"
+    );
+    let unfreed = run(with_freelist(&[], true));
+    assert!(
+        matches!(unfreed.as_slice(), [Finding::UnreachableUnfreed { .. }]),
+        "{unfreed:?}"
+    );
+}
