@@ -613,6 +613,14 @@ async fn restore_bench(
         end_rev - base_rev,
         files(&store, "Incr-").len()
     );
+    if let Some(keep) = std::env::var_os("ETCDBR_BENCH_KEEP") {
+        // Keeps the store for profiling: HOME=$ETCDBR_BENCH_KEEP etcdbrctl restore --store-container=store ...
+        let dst = Path::new(&keep).join("store/v2");
+        std::fs::create_dir_all(&dst)?;
+        for f in files(&store, "") {
+            std::fs::copy(&f, dst.join(f.file_name().unwrap_or_default()))?;
+        }
+    }
 
     // A store holding the full snapshot alone.
     let full_only = tempfile::tempdir()?;

@@ -23,33 +23,9 @@ use sha2::{Digest, Sha256};
 /// Length of the sha256 trailer.
 pub const HASH_LEN: usize = 32;
 
-/// Whether an event wrote or deleted its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// A put (create or update).
-    Put,
-    /// A delete.
-    Delete,
-}
-
-/// One watch event as the delta format carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Put or delete.
-    pub kind: EventType,
-    /// The key.
-    pub key: Vec<u8>,
-    /// Revision of the key's creation (0 for deletes).
-    pub create_revision: i64,
-    /// Revision of this change.
-    pub mod_revision: i64,
-    /// Number of puts since creation (0 for deletes).
-    pub version: i64,
-    /// The value (empty for deletes).
-    pub value: Vec<u8>,
-    /// Lease id attached to the key (0: none).
-    pub lease: i64,
-}
+/// One watch event: the key-value etcd reported and whether it deleted the key. The same type
+/// the restore builder applies, so decoded deltas need no conversion.
+pub use etcd_datadir::restore::Change as Event;
 
 /// An event with the time the snapshotter received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +134,7 @@ impl DeltaEncoder {
 
 fn write_event(out: &mut Vec<u8>, e: &Event, time: DateTime<Utc>) {
     out.extend_from_slice(b"{\"etcdEvent\":{");
-    if e.kind == EventType::Delete {
+    if e.delete {
         out.extend_from_slice(b"\"type\":1,");
     }
     out.extend_from_slice(b"\"kv\":{");
@@ -283,9 +259,9 @@ pub fn decode(object: &[u8]) -> Result<Vec<TimedEvent>, DeltaFormatError> {
 fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
     let bad = |reason: String| DeltaFormatError::BadEvent { index, reason };
     let ev = r.etcd_event.ok_or_else(|| bad("no etcdEvent".into()))?;
-    let kind = match ev.kind {
-        0 => EventType::Put,
-        1 => EventType::Delete,
+    let delete = match ev.kind {
+        0 => false,
+        1 => true,
         other => return Err(bad(format!("unknown event type {other}"))),
     };
     let kv = ev.kv.ok_or_else(|| bad("no kv".into()))?;
@@ -303,7 +279,7 @@ fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
     };
     Ok(TimedEvent {
         event: Event {
-            kind,
+            delete,
             key: b64("key", kv.key)?,
             create_revision: kv.create_revision,
             mod_revision: kv.mod_revision,
@@ -327,7 +303,7 @@ mod tests {
 
     fn put(key: &str, value: &str, create: i64, rev: i64, version: i64, lease: i64) -> Event {
         Event {
-            kind: EventType::Put,
+            delete: false,
             key: key.into(),
             create_revision: create,
             mod_revision: rev,
@@ -354,7 +330,7 @@ mod tests {
             t(120_000_000),
         );
         let del = Event {
-            kind: EventType::Delete,
+            delete: true,
             key: b"foo".to_vec(),
             create_revision: 0,
             mod_revision: 4,

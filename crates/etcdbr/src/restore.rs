@@ -13,7 +13,7 @@ use std::time::Instant;
 use etcd_datadir::cluster::Cluster;
 use etcd_datadir::layout;
 use etcd_datadir::restore::{
-    Change, DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
+    DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
 };
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use snapstore::{SnapStore, Snapshot};
 use tokio::sync::mpsc;
 
 use crate::compress::Compression;
-use crate::delta_format::{self, EventType};
+use crate::delta_format;
 use crate::error::{Error, RestoreFailure, Result};
 
 /// What to restore, and where (the original's restoration flags).
@@ -385,18 +385,8 @@ fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()
     })?;
     drop(object);
     let before = w.revision();
-    for e in events {
-        let e = e.event;
-        w.apply(&Change {
-            delete: e.kind == EventType::Delete,
-            key: e.key,
-            create_revision: e.create_revision,
-            mod_revision: e.mod_revision,
-            version: e.version,
-            value: e.value,
-            lease: e.lease,
-        })
-        .map_err(RestoreFailure::from)?;
+    for e in &events {
+        w.apply(&e.event).map_err(RestoreFailure::from)?;
     }
     tracing::info!(
         "Applied delta snapshot {}: revisions {}..={}",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use etcdbr::compress::Compression;
-use etcdbr::delta_format::{self, DeltaEncoder, Event, EventType};
+use etcdbr::delta_format::{self, DeltaEncoder, Event};
 use sha2::{Digest, Sha256};
 use snapstore::provider::LocalStore;
 use snapstore::{Kind, Provider, SnapStore, StoreConfig};
@@ -28,7 +28,7 @@ fn store(prefix: &str) -> SnapStore {
 
 fn put(key: &str, value: &[u8], create: i64, rev: i64, version: i64, lease: i64) -> Event {
     Event {
-        kind: EventType::Put,
+        delete: false,
         key: key.into(),
         create_revision: create,
         mod_revision: rev,
@@ -40,7 +40,7 @@ fn put(key: &str, value: &[u8], create: i64, rev: i64, version: i64, lease: i64)
 
 fn del(key: &str, rev: i64) -> Event {
     Event {
-        kind: EventType::Delete,
+        delete: true,
         key: key.into(),
         create_revision: 0,
         mod_revision: rev,

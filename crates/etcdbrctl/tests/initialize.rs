@@ -60,14 +60,6 @@ fn revision(data_dir: &Path) -> i64 {
     etcd_datadir::current_revision(&db).unwrap().get()
 }
 
-fn latest_backup(home: &Path) -> i64 {
-    names(&v2(home))
-        .iter()
-        .filter_map(|n| n.split('-').nth(2)?.parse().ok())
-        .max()
-        .unwrap()
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp")
         .arg("-a")
@@ -211,46 +203,14 @@ async fn writes_pending_in_the_wal_are_not_restored_over() {
         c.put(format!("before-{i}"), "x", None).await.unwrap();
     }
     let home = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .env("HOME", home.path())
-        .args([
-            "snapshot",
-            "--storage-provider=Local",
-            "--store-container=backups",
-            "--endpoints",
-            &etcd.client_url,
-        ])
-        .args([
-            "--delta-snapshot-period=1s",
-            "--garbage-collection-period=0s",
-        ])
-        .args([
-            "--snapstore-temp-directory",
-            home.path().join("tmp").to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while !names(&v2(home.path()))
-        .iter()
-        .any(|n| n.starts_with("Full-"))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let child = start_snapshot(&etcd, home.path()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..30 {
         c.put(format!("after-{i}"), "y", None).await.unwrap();
     }
     let target = etcd.revision().await;
-    while latest_backup(home.path()) < target {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    wait_for_backup(home.path(), target).await;
+    stop_snapshot(child);
     etcd.kill();
     let data = etcd.data_dir().to_path_buf();
     assert!(

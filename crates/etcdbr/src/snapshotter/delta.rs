@@ -11,7 +11,7 @@ use etcdbr_types::Revision;
 use snapstore::{Kind, SnapStore, Snapshot};
 
 use crate::compress::Compression;
-use crate::delta_format::{DeltaEncoder, Event, EventType};
+use crate::delta_format::{DeltaEncoder, Event};
 use crate::error::{Error, Result};
 use crate::pipe::compressed_body;
 
@@ -105,10 +105,7 @@ pub(crate) fn from_watch(ev: &etcd_client::Event) -> Result<Event> {
         .kv()
         .ok_or_else(|| Error::Watch("sent an event without a key-value".into()))?;
     Ok(Event {
-        kind: match ev.event_type() {
-            etcd_client::EventType::Put => EventType::Put,
-            etcd_client::EventType::Delete => EventType::Delete,
-        },
+        delete: ev.event_type() == etcd_client::EventType::Delete,
         key: kv.key().to_vec(),
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
@@ -157,7 +154,7 @@ mod tests {
 
     fn put(rev: i64) -> Event {
         Event {
-            kind: EventType::Put,
+            delete: false,
             key: b"k".to_vec(),
             create_revision: 1,
             mod_revision: rev,

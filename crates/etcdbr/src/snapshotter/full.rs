@@ -80,7 +80,7 @@ pub(crate) async fn receive(
         Ok::<(), Error>(())
     };
     let streamed = tokio::time::timeout(opts.snapshot_timeout, stream).await;
-    drop_sender(tx);
+    drop(tx); // ends the writer's input
     let written = writer.await.map_err(|e| Error::Io {
         what: "snapshot writer".into(),
         source: io::Error::other(e),
@@ -120,10 +120,6 @@ pub(crate) async fn receive(
         size,
         revision,
     })
-}
-
-fn drop_sender<T>(tx: mpsc::Sender<T>) {
-    drop(tx);
 }
 
 fn db_revision(path: &Path) -> Result<Revision> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdbr::compress::Compression;
-use etcdbr::delta_format::{self, EventType};
+use etcdbr::delta_format;
 use etcdbr::etcd::EtcdOptions;
 use etcdbr::snapshotter::{FullSnapshotOptions, Snapshotter, SnapshotterOptions};
 use sha2::{Digest, Sha256};
@@ -260,11 +260,7 @@ pub async fn watch_events(etcd: &Etcd, from: i64, to: i64) -> Vec<delta_format::
         for ev in resp.events() {
             let kv = ev.kv().unwrap();
             out.push(delta_format::Event {
-                kind: if ev.event_type() == WatchEventType::Delete {
-                    EventType::Delete
-                } else {
-                    EventType::Put
-                },
+                delete: ev.event_type() == WatchEventType::Delete,
                 key: kv.key().to_vec(),
                 create_revision: kv.create_revision(),
                 mod_revision: kv.mod_revision(),

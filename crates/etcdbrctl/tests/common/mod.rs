@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::Etcd;
@@ -67,11 +67,11 @@ pub async fn workload(c: &mut Client, round: u32, lease: i64) {
         .unwrap();
 }
 
-/// Backs up `etcd` with the real binary while two workload rounds run; returns HOME.
-pub async fn back_up(etcd: &Etcd, c: &mut Client, lease: i64) -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .env("HOME", home.path())
+/// Starts `etcdbrctl snapshot` into the Local container `backups` below `home`, with 1 s deltas,
+/// and waits until its full snapshot is stored.
+pub async fn start_snapshot(etcd: &Etcd, home: &Path) -> Child {
+    let child = bin()
+        .env("HOME", home)
         .args([
             "snapshot",
             "--storage-provider=Local",
@@ -85,29 +85,62 @@ pub async fn back_up(etcd: &Etcd, c: &mut Client, lease: i64) -> tempfile::TempD
         ])
         .args([
             "--snapstore-temp-directory",
-            home.path().join("tmp").to_str().unwrap(),
+            home.join("tmp").to_str().unwrap(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !names(&v2(home.path()))
-        .iter()
-        .any(|n| n.starts_with("Full-"))
-    {
+    while !names(&v2(home)).iter().any(|n| n.starts_with("Full-")) {
         assert!(Instant::now() < deadline, "no full snapshot");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    workload(c, 1, lease).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    workload(c, 2, lease).await;
+    child
+}
+
+/// Stops a snapshotter with SIGTERM (it saves a last delta) and checks it exited cleanly.
+pub fn stop_snapshot(mut child: Child) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// The newest revision in the Local store below `home`.
+pub fn latest_backup(home: &Path) -> i64 {
+    names(&v2(home))
+        .iter()
+        .filter_map(|n| n.split('-').nth(2)?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits until the store below `home` holds revision `target`.
+pub async fn wait_for_backup(home: &Path, target: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latest_backup(home) < target {
+        assert!(
+            Instant::now() < deadline,
+            "the backup did not reach revision {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Backs up `etcd` with the real binary while three workload rounds run; returns HOME.
+pub async fn back_up(etcd: &Etcd, c: &mut Client, lease: i64) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let child = start_snapshot(etcd, home.path()).await;
+    // Three rounds, each saved in its own delta(s): two by the period, the last by the SIGTERM flush.
+    for round in 1..=2 {
+        workload(c, round, lease).await;
+        let target = etcd.revision().await;
+        wait_for_backup(home.path(), target).await;
+    }
+    c.put("/final", "f", None).await.unwrap();
+    stop_snapshot(child);
     home
 }
 
