@@ -248,7 +248,14 @@ pub fn verify(object: &[u8]) -> Result<&[u8], DeltaFormatError> {
 /// # Errors
 /// A [`DeltaFormatError`] naming the problem.
 pub fn decode(object: &[u8]) -> Result<Vec<TimedEvent>, DeltaFormatError> {
-    let json = verify(object)?;
+    parse(verify(object)?)
+}
+
+/// Decodes the JSON part of a delta object whose trailer was already verified.
+///
+/// # Errors
+/// [`DeltaFormatError::Json`] or [`DeltaFormatError::BadEvent`].
+pub fn parse(json: &[u8]) -> Result<Vec<TimedEvent>, DeltaFormatError> {
     let raw: Vec<RawTimed> = serde_json::from_slice(json).map_err(DeltaFormatError::Json)?;
     raw.into_iter()
         .enumerate()

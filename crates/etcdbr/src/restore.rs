@@ -225,20 +225,41 @@ async fn build(
     scratch: &Path,
     part: &Path,
 ) -> Result<RestoreStats> {
-    let base = scratch.join("base.db");
-    fetch_full(store, full, &base, opts.skip_hash_check).await?;
-
-    // Deltas flow in order through a channel of one: at most `max_fetchers` downloads run ahead.
+    // Deltas are fetched (and decompressed and verified) while the full snapshot is, and flow in
+    // order through a channel of one: at most `max_fetchers` run ahead of the applier.
     let (tx, mut rx) = mpsc::channel::<Result<(Snapshot, PathBuf)>>(1);
+    let producer = {
+        let (store, deltas, scratch) = (store.clone(), deltas.to_vec(), scratch.to_path_buf());
+        let fetchers = opts.max_fetchers.max(1);
+        tokio::spawn(async move {
+            let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
+                .map(|(i, d)| {
+                    let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
+                    async move { download(&store, &d, &path).await.map(|()| (d, path)) }
+                })
+                .buffered(fetchers);
+            while let Some(item) = downloads.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break; // the applier stopped (its error is reported) or a download failed
+                }
+            }
+        })
+    };
+    let base = scratch.join("base.db");
+    if let Err(e) = fetch_full(store, full, &base, opts.skip_hash_check).await {
+        producer.abort();
+        return Err(e);
+    }
     let build_opts = BuildOptions {
         cluster: cluster.clone(),
         member,
         format: opts.format,
     };
-    let (base_path, part_path) = (base.clone(), part.to_path_buf());
+    let part_path = part.to_path_buf();
     let applier = tokio::task::spawn_blocking(move || -> Result<RestoreStats> {
-        let mut w = RestoreWriter::create(&base_path, &part_path, build_opts)
-            .map_err(RestoreFailure::from)?;
+        let mut w =
+            RestoreWriter::create(&base, &part_path, build_opts).map_err(RestoreFailure::from)?;
         while let Some(item) = rx.blocking_recv() {
             let (snap, file) = item?;
             apply_delta(&mut w, &snap, &file)?;
@@ -246,39 +267,69 @@ async fn build(
         }
         Ok(w.finish().map_err(RestoreFailure::from)?)
     });
-    let fetchers = opts.max_fetchers.max(1);
-    let mut downloads = futures::stream::iter(deltas.iter().cloned().enumerate())
-        .map(|(i, d)| {
-            let path = scratch.join(format!("delta-{i:08}"));
-            async move { download(store, &d, &path).await.map(|()| (d, path)) }
-        })
-        .buffered(fetchers);
-    while let Some(item) = downloads.next().await {
-        let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
-            break; // the applier stopped (its error is reported below) or a download failed
-        }
-    }
-    drop(tx);
-    applier.await.map_err(|e| Error::Io {
+    let result = applier.await.map_err(|e| Error::Io {
         what: "restore applier".into(),
         source: io::Error::other(e),
-    })?
+    });
+    producer.abort();
+    result?
 }
 
 async fn download(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
-    let mut body = store.fetch(s).await?;
-    let mut f = tokio::fs::File::create(path)
-        .await
+    let (total, digest_ok) = fetch_decompressed(store, s, path).await?;
+    let problem = if total < delta_format::HASH_LEN as u64 {
+        delta_format::DeltaFormatError::MissingHash(total as usize)
+    } else if !digest_ok {
+        delta_format::DeltaFormatError::HashMismatch(
+            (total - delta_format::HASH_LEN as u64) as usize,
+        )
+    } else {
+        return Ok(());
+    };
+    Err(RestoreFailure::Delta {
+        name: s.snap_name.clone(),
+        source: problem,
+    }
+    .into())
+}
+
+/// Streams an object through its decompressor into `path`, hashing all but the last 32 bytes;
+/// returns the decompressed size and whether those 32 bytes are the sha256 of the rest.
+async fn fetch_decompressed(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<(u64, bool)> {
+    let compression = Compression::from_suffix(&s.compression_suffix)
+        .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
+    let body = store.fetch(s).await?;
+    let file = std::fs::File::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    tokio::io::copy(&mut body, &mut f)
-        .await
-        .map_err(|source| snapstore::Error::Io {
-            op: "get",
-            key: s.key(),
-            source,
-        })?;
-    Ok(())
+    let name = s.snap_name.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || -> Result<(u64, bool)> {
+        let _guard = handle.enter();
+        // Large reads: each read of an async body from a blocking thread is a round trip.
+        let reader = io::BufReader::with_capacity(1 << 20, tokio_util::io::SyncIoBridge::new(body));
+        let mut out = HashingFile {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            tail: Vec::new(),
+            total: 0,
+        };
+        compression
+            .decompress(reader, &mut out)
+            .map_err(|source| RestoreFailure::Decompress {
+                name: name.clone(),
+                compression: compression.to_string(),
+                source,
+            })?;
+        out.flush()
+            .map_err(Error::io(format!("cannot write the decompressed {name}")))?;
+        let ok = out.tail.len() == 32 && out.hasher.finalize().as_slice() == out.tail.as_slice();
+        Ok((out.total, ok))
+    })
+    .await
+    .map_err(|e| Error::Io {
+        what: "snapshot download".into(),
+        source: io::Error::other(e),
+    })?
 }
 
 /// Writes through to a file and hashes everything but the last 32 bytes written.
@@ -312,40 +363,8 @@ async fn fetch_full(
     path: &Path,
     skip_hash_check: bool,
 ) -> Result<()> {
-    let compression = Compression::from_suffix(&full.compression_suffix)
-        .map_err(|e| RestoreFailure::Suffix(full.snap_name.clone(), e))?;
-    let body = store.fetch(full).await?;
-    let file = std::fs::File::create(path)
-        .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let name = full.snap_name.clone();
     let started = Instant::now();
-    let handle = tokio::runtime::Handle::current();
-    let (total, digest_ok) = tokio::task::spawn_blocking(move || -> Result<(u64, bool)> {
-        let _guard = handle.enter();
-        let reader = tokio_util::io::SyncIoBridge::new(body);
-        let mut out = HashingFile {
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            tail: Vec::new(),
-            total: 0,
-        };
-        compression
-            .decompress(reader, &mut out)
-            .map_err(|source| RestoreFailure::Decompress {
-                name: name.clone(),
-                compression: compression.to_string(),
-                source,
-            })?;
-        out.flush()
-            .map_err(Error::io("cannot write the base snapshot"))?;
-        let ok = out.tail.len() == 32 && out.hasher.finalize().as_slice() == out.tail.as_slice();
-        Ok((out.total, ok))
-    })
-    .await
-    .map_err(|e| Error::Io {
-        what: "base snapshot download".into(),
-        source: io::Error::other(e),
-    })??;
+    let (total, digest_ok) = fetch_decompressed(store, full, path).await?;
     let has_hash = total % 512 == 32;
     if !skip_hash_check {
         if !has_hash {
@@ -364,22 +383,12 @@ async fn fetch_full(
 }
 
 fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()> {
-    let compression = Compression::from_suffix(&snap.compression_suffix)
-        .map_err(|e| RestoreFailure::Suffix(snap.snap_name.clone(), e))?;
-    let mut raw = Vec::new();
+    let mut object = Vec::new();
     std::fs::File::open(file)
-        .and_then(|mut f| f.read_to_end(&mut raw))
+        .and_then(|mut f| f.read_to_end(&mut object))
         .map_err(Error::io(format!("cannot read {}", file.display())))?;
-    let mut object = Vec::with_capacity(raw.len() * 4);
-    compression
-        .decompress(&raw[..], &mut object)
-        .map_err(|source| RestoreFailure::Decompress {
-            name: snap.snap_name.clone(),
-            compression: compression.to_string(),
-            source,
-        })?;
-    drop(raw);
-    let events = delta_format::decode(&object).map_err(|source| RestoreFailure::Delta {
+    let json = &object[..object.len().saturating_sub(delta_format::HASH_LEN)];
+    let events = delta_format::parse(json).map_err(|source| RestoreFailure::Delta {
         name: snap.snap_name.clone(),
         source,
     })?;
