@@ -17,3 +17,10 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+
+echo "== benchmark harness, tiny mode (keeps bench/ from rotting; figures are not checked)"
+cargo build --locked -p etcdbrctl -p etcdbr-bench
+B="target/debug/etcdbr-bench --keys 2000 --runs 1 --etcdbrctl target/debug/etcdbrctl"
+$B full
+$B restore --events 2000
+$B ingest --seconds 3 --writers 8

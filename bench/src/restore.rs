@@ -1,0 +1,186 @@
+//! Restore of the full snapshot alone and with deltas, next to `etcdutl snapshot restore`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use testkit::{Etcd, EtcdVersion};
+
+use crate::dataset::random_value;
+use crate::process::{files, median, spawn_snapshot, terminate, timed};
+
+pub(crate) async fn restore_bench(
+    etcd: &Etcd,
+    etcdbrctl: &Path,
+    events: usize,
+    size: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let home = tempfile::tempdir()?;
+    std::fs::create_dir_all(home.path().join("tmp"))?;
+    let store = home.path().join("store/v2");
+    let mut child = spawn_snapshot(
+        etcdbrctl,
+        etcd,
+        home.path(),
+        &["--delta-snapshot-period=10s"],
+    )?;
+    while files(&store, "Full-").is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let base_rev = etcd.revision().await;
+    {
+        use futures::StreamExt;
+        let client = etcd.client().await?;
+        futures::stream::iter(0..events)
+            .map(|i| {
+                let mut c = client.clone();
+                async move {
+                    c.put(
+                        format!("/delta/{:06}", i % 50_000),
+                        random_value(i as u64, size),
+                        None,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+    }
+    let end_rev = etcd.revision().await;
+    let last_delta = || {
+        files(&store, "Incr-")
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_string_lossy()
+                    .split('-')
+                    .nth(2)?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while last_delta() < end_rev {
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("the snapshotter did not catch up");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(&mut child)?;
+    println!(
+        "full snapshot at revision {base_rev}; {} delta revisions in {} delta objects",
+        end_rev - base_rev,
+        files(&store, "Incr-").len()
+    );
+    if let Some(keep) = std::env::var_os("ETCDBR_BENCH_KEEP") {
+        // Keeps the store for profiling: HOME=$ETCDBR_BENCH_KEEP etcdbrctl restore --store-container=store ...
+        let dst = Path::new(&keep).join("store/v2");
+        std::fs::create_dir_all(&dst)?;
+        for f in files(&store, "") {
+            std::fs::copy(&f, dst.join(f.file_name().unwrap_or_default()))?;
+        }
+    }
+
+    // A store holding the full snapshot alone.
+    let full_only = tempfile::tempdir()?;
+    std::fs::create_dir_all(full_only.path().join("store/v2"))?;
+    for f in files(&store, "Full-") {
+        std::fs::copy(
+            &f,
+            full_only
+                .path()
+                .join("store/v2")
+                .join(f.file_name().unwrap_or_default()),
+        )?;
+    }
+    // The references take the full snapshot alone: our stored object, decompressed.
+    let scratch = tempfile::tempdir()?;
+    let saved = scratch.path().join("full.db");
+    let full = files(&store, "Full-")
+        .into_iter()
+        .next()
+        .context("no full snapshot")?;
+    let st = Command::new("gzip")
+        .arg("-dc")
+        .arg(&full)
+        .stdout(std::fs::File::create(&saved)?)
+        .status()?;
+    if !st.success() {
+        bail!("gzip -dc {} failed", full.display());
+    }
+    let db_size = std::fs::metadata(&saved)?.len();
+    let etcdutl = EtcdVersion::V35.binary("etcdutl");
+    let mut rows = Vec::new();
+    let mut measure = |name: &str, make: &dyn Fn(&Path) -> Command| -> anyhow::Result<()> {
+        let mut walls = Vec::new();
+        let mut rss = Vec::new();
+        for i in 0..runs {
+            let out = scratch.path().join(format!("out-{}-{i}", name.len()));
+            let _ = std::fs::remove_dir_all(&out);
+            let (w, r) = timed(&mut make(&out))?;
+            walls.push(w);
+            rss.push(r as f64);
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        rows.push((name.to_owned(), median(walls), median(rss) / 1024.0));
+        Ok(())
+    };
+    measure("cp of the db", &|out: &Path| {
+        let mut c = Command::new("cp");
+        c.arg(&saved).arg(out);
+        c
+    })?;
+    measure("etcdutl snapshot restore (full only)", &|out: &Path| {
+        let mut c = Command::new(&etcdutl);
+        c.args(["snapshot", "restore"])
+            .arg(&saved)
+            .arg("--data-dir")
+            .arg(out);
+        c
+    })?;
+    let restore_cmd = |home: &Path, out: &Path| {
+        let mut c = Command::new(etcdbrctl);
+        c.env("HOME", home)
+            .args([
+                "restore",
+                "--storage-provider=Local",
+                "--store-container=store",
+                "--data-dir",
+            ])
+            .arg(out)
+            .arg("--restoration-temp-snapshots-dir")
+            .arg(home.join("restore-tmp"));
+        c
+    };
+    measure("etcdbrctl restore (full only)", &|out: &Path| {
+        restore_cmd(full_only.path(), out)
+    })?;
+    measure("etcdbrctl restore (full + deltas)", &|out: &Path| {
+        restore_cmd(home.path(), out)
+    })?;
+    println!(
+        "full snapshot db {:.1} MB; {} runs each, medians",
+        db_size as f64 / 1e6,
+        runs
+    );
+    println!("{:<40} {:>9} {:>10}", "stage", "wall s", "peak RSS");
+    for (name, wall, rss) in &rows {
+        println!("{name:<40} {wall:>9.3} {rss:>6.1} MiB");
+    }
+    let delta_time = rows[3].1 - rows[2].1;
+    println!(
+        "delta apply: {} revisions in {:.3}s more than the full snapshot alone ({:.0} revisions/s)",
+        end_rev - base_rev,
+        delta_time,
+        (end_rev - base_rev) as f64 / delta_time.max(1e-3)
+    );
+    Ok(())
+}
