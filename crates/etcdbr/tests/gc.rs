@@ -49,7 +49,10 @@ async fn populate(objects: &Arc<dyn ObjectStore>) -> Vec<Snapshot> {
         );
         rev += 10;
         for s in [full, d1, d2] {
-            objects.put(&s.key(), Box::new(&b"x"[..])).await.unwrap();
+            objects
+                .put(&s.key(), Box::new(&b"x"[..]), None)
+                .await
+                .unwrap();
             out.push(s);
         }
     }

@@ -10,6 +10,16 @@ pub enum Error {
     /// The store configuration is unusable (unknown provider, missing container, …).
     #[error("invalid snapstore configuration: {0}")]
     Config(String),
+    /// Credentials are missing, unreadable or malformed.
+    #[error("{provider} credentials in {origin}: {problem}")]
+    Credentials {
+        /// The provider.
+        provider: &'static str,
+        /// The file, directory or variables read.
+        origin: String,
+        /// What is wrong (never a secret value).
+        problem: String,
+    },
     /// The provider is known but not built into this binary yet.
     #[error("storage provider {0} is not supported yet by etcdbrctl; use Local")]
     Unsupported(String),
@@ -29,6 +39,19 @@ pub enum Error {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A provider request failed.
+    #[error("{op} of {key:?} failed")]
+    Provider {
+        /// Operation.
+        op: &'static str,
+        /// Object key or prefix.
+        key: String,
+        /// Whether retrying later may help.
+        temporary: bool,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Reading the body to upload failed (the producer of the data, not the store).
     #[error("reading the data to upload as {key:?} failed")]
@@ -63,6 +86,14 @@ impl Error {
     /// Whether retrying the same operation later may succeed.
     #[must_use]
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::Injected { .. })
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::Injected { .. }
+                | Error::Provider {
+                    temporary: true,
+                    ..
+                }
+        )
     }
 }

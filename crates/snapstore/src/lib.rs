@@ -19,11 +19,13 @@
 //! ```
 
 mod config;
+pub mod credentials;
 mod error;
 pub mod list;
 mod name;
 pub mod provider;
 mod store;
+pub mod upload;
 
 pub use config::{DEFAULT_LOCAL_CONTAINER, MIN_CHUNK_SIZE, Provider, StoreConfig};
 pub use error::{Error, Result};

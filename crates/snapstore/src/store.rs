@@ -34,8 +34,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Opens an object for reading.
     async fn get(&self, key: &str) -> Result<Body>;
     /// Writes an object from `body` so that it appears whole or not at all; returns the number
-    /// of bytes stored.
-    async fn put(&self, key: &str, body: Body) -> Result<u64>;
+    /// of bytes stored. `size_hint` (about how many bytes `body` yields) sizes the upload's parts.
+    async fn put(&self, key: &str, body: Body, size_hint: Option<u64>) -> Result<u64>;
     /// Size of an object.
     async fn stat(&self, key: &str) -> Result<ObjectMeta>;
     /// Deletes an object.
@@ -58,9 +58,20 @@ impl SnapStore {
     /// # Errors
     /// [`Error::Config`] or [`Error::Unsupported`] when the provider cannot be built.
     pub fn open(config: &StoreConfig) -> Result<SnapStore> {
+        SnapStore::open_with_env(config, &crate::credentials::ProcessEnv)
+    }
+
+    /// Like [`SnapStore::open`], reading credential variables from `env`.
+    ///
+    /// # Errors
+    /// As [`SnapStore::open`].
+    pub fn open_with_env(
+        config: &StoreConfig,
+        env: &dyn crate::credentials::Env,
+    ) -> Result<SnapStore> {
         config.validate()?;
         let provider = config.provider.unwrap_or(Provider::Local);
-        let objects = provider::build(provider, config)?;
+        let objects = provider::build(provider, config, env)?;
         Ok(SnapStore::with_objects(objects, provider, config))
     }
 
@@ -136,13 +147,19 @@ impl SnapStore {
         self.objects.get(&snapshot.key()).await
     }
 
-    /// Stores a snapshot from `body`, then checks that the stored object has every byte sent.
+    /// Stores a snapshot from `body` (about `size_hint` bytes), then checks that the stored object
+    /// has every byte sent.
     ///
     /// # Errors
     /// The upload fails, or [`Error::Verify`] when the stored size differs.
-    pub async fn save(&self, snapshot: &Snapshot, body: Body) -> Result<u64> {
+    pub async fn save(
+        &self,
+        snapshot: &Snapshot,
+        body: Body,
+        size_hint: Option<u64>,
+    ) -> Result<u64> {
         let key = snapshot.key();
-        let sent = self.objects.put(&key, body).await?;
+        let sent = self.objects.put(&key, body, size_hint).await?;
         let stored = self.objects.stat(&key).await?;
         if stored.size != sent {
             return Err(Error::Verify {

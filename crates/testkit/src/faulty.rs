@@ -62,9 +62,9 @@ impl ObjectStore for FaultyStore {
         self.check("get", 1, key)?;
         self.inner.get(key).await
     }
-    async fn put(&self, key: &str, body: Body) -> Result<u64> {
+    async fn put(&self, key: &str, body: Body, size_hint: Option<u64>) -> Result<u64> {
         self.check("put", 2, key)?;
-        self.inner.put(key, body).await
+        self.inner.put(key, body, size_hint).await
     }
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
         self.check("stat", 3, key)?;

@@ -10,6 +10,7 @@
 mod etcd;
 mod faulty;
 mod ports;
+pub mod stores;
 mod tls;
 
 pub use etcd::{ClientTls, Etcd, EtcdVersion};

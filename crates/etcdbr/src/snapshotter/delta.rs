@@ -136,6 +136,7 @@ pub(crate) async fn upload(
         .save(
             &snapshot,
             compressed_body(std::io::Cursor::new(delta.object), compression),
+            Some(size as u64),
         )
         .await?;
     tracing::info!(

@@ -191,7 +191,7 @@ pub async fn take_full_snapshot(
         io::BufReader::with_capacity(1 << 20, source),
         opts.compression,
     );
-    let stored = store.save(&snapshot, body).await?;
+    let stored = store.save(&snapshot, body, Some(received.size)).await?;
     tracing::info!(
         "Total time to save snapshot: {:.6} seconds. ({} bytes of database, {} bytes stored)",
         started.elapsed().as_secs_f64(),

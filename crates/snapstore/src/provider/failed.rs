@@ -23,7 +23,7 @@ impl ObjectStore for FailedStore {
             key: key.to_owned(),
         })
     }
-    async fn put(&self, key: &str, _body: Body) -> Result<u64> {
+    async fn put(&self, key: &str, _body: Body, _size_hint: Option<u64>) -> Result<u64> {
         Err(Error::Injected {
             op: "put",
             key: key.to_owned(),

@@ -158,7 +158,7 @@ impl ObjectStore for LocalStore {
         Ok(Box::new(f))
     }
 
-    async fn put(&self, key: &str, mut body: Body) -> Result<u64> {
+    async fn put(&self, key: &str, mut body: Body, _size_hint: Option<u64>) -> Result<u64> {
         let target = self.path(key)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         let name = target
@@ -266,14 +266,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path().join("c")).unwrap();
         assert_eq!(
-            s.put("p/v2/Full-00000000-00000001-1", body(b"hello"))
+            s.put("p/v2/Full-00000000-00000001-1", body(b"hello"), None)
                 .await
                 .unwrap(),
             5
         );
-        s.put("p/v2/Full-00000000-00000002-2.gz/0000000001", body(b"x"))
-            .await
-            .unwrap();
+        s.put(
+            "p/v2/Full-00000000-00000002-2.gz/0000000001",
+            body(b"x"),
+            None,
+        )
+        .await
+        .unwrap();
         let mut l = s.list("p").await.unwrap();
         l.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(
@@ -324,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path()).unwrap();
         let e = s
-            .put("v2/Full-00000000-00000001-1", Box::new(Broken))
+            .put("v2/Full-00000000-00000001-1", Box::new(Broken), None)
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Body { .. }), "{e}");
@@ -341,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path()).unwrap();
         assert!(matches!(
-            s.put("../x", body(b"")).await,
+            s.put("../x", body(b""), None).await,
             Err(Error::Config(_))
         ));
         assert!(matches!(s.get("/etc/passwd").await, Err(Error::Config(_))));
