@@ -312,9 +312,7 @@ mod tests {
     }
 
     fn cfg() -> StoreConfig {
-        let mut c = StoreConfig::default();
-        c.container = "bkt".into();
-        c
+        StoreConfig { container: "bkt".into(), ..StoreConfig::default() }
     }
 
     #[test]
