@@ -20,9 +20,6 @@ pub enum Error {
         /// What is wrong (never a secret value).
         problem: String,
     },
-    /// The provider is known but not built into this binary yet.
-    #[error("storage provider {0} is not supported yet by etcdbrctl; use Local")]
-    Unsupported(String),
     /// The object does not exist.
     #[error("object {key:?} not found")]
     NotFound {

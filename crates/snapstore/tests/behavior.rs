@@ -204,3 +204,124 @@ async fn ecs_and_ocs_on_moto() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_on_azurite() {
+    let server = testkit::stores::azurite();
+    let f = json_file(
+        server.dir(),
+        &format!(
+            r#"{{"storageAccount":"{}","storageKey":"{}"}}"#,
+            testkit::stores::AZURITE_ACCOUNT,
+            testkit::stores::AZURITE_KEY
+        ),
+    );
+    let env: Env = [("AZURE_APPLICATION_CREDENTIALS_JSON".to_owned(), f)].into();
+    let store = SnapStore::open_with_env(
+        &config(Provider::Abs, &server.bucket, &server.endpoint, "abs"),
+        &env,
+    )
+    .unwrap();
+    behaves(&store).await;
+    // A wrong key is refused by Azurite, with the provider named and no key in the message.
+    let f = json_file(
+        server.dir(),
+        &format!(
+            r#"{{"storageAccount":"{}","storageKey":"d3Jvbmc="}}"#,
+            testkit::stores::AZURITE_ACCOUNT
+        ),
+    );
+    let env: Env = [("AZURE_APPLICATION_CREDENTIALS_JSON".to_owned(), f)].into();
+    let bad = SnapStore::open_with_env(
+        &config(Provider::Abs, &server.bucket, &server.endpoint, "abs"),
+        &env,
+    )
+    .unwrap();
+    let e = bad.list().await.unwrap_err();
+    assert!(
+        !e.is_temporary() || format!("{e:?}").contains("403"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_on_fake_gcs_server() {
+    let server = testkit::stores::fake_gcs();
+    let env: Env = [("HOME".to_owned(), server.dir().display().to_string())].into();
+    let store = SnapStore::open_with_env(
+        &config(Provider::Gcs, &server.bucket, &server.endpoint, "gcs"),
+        &env,
+    )
+    .unwrap();
+    behaves(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oss_wire_protocol_on_moto() {
+    let server = testkit::stores::moto();
+    let f = json_file(
+        server.dir(),
+        &format!(
+            r#"{{"storageEndpoint":"{}","accessKeyID":"a","accessKeySecret":"b"}}"#,
+            server.endpoint
+        ),
+    );
+    let env: Env = [("ALICLOUD_APPLICATION_CREDENTIALS_JSON".to_owned(), f)].into();
+    let mut c = config(Provider::Oss, &server.bucket, "", "oss");
+    c.endpoint_override.clear();
+    behaves(&SnapStore::open_with_env(&c, &env).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_all_in_one_with_tempauth() {
+    let server = testkit::stores::swift();
+    let env: Env = [
+        (
+            "OS_AUTH_URL".to_owned(),
+            format!("{}/auth/v1.0", server.endpoint),
+        ),
+        ("OS_USERNAME".to_owned(), "tester".to_owned()),
+        ("OS_PASSWORD".to_owned(), "testing".to_owned()),
+        ("OS_TENANT_NAME".to_owned(), "test".to_owned()),
+    ]
+    .into();
+    let store =
+        SnapStore::open_with_env(&config(Provider::Swift, &server.bucket, "", "swift"), &env)
+            .unwrap();
+    behaves(&store).await;
+    // Deleting the large object deleted its segments too.
+    let (storage, token) = server.swift.clone().unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("X-Auth-Token: {token}"),
+            &format!("{storage}/{}?prefix=.segments", server.bucket),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "segments left behind"
+    );
+
+    let bad: Env = [
+        (
+            "OS_AUTH_URL".to_owned(),
+            format!("{}/auth/v1.0", server.endpoint),
+        ),
+        ("OS_USERNAME".to_owned(), "tester".to_owned()),
+        ("OS_PASSWORD".to_owned(), "wrong".to_owned()),
+        ("OS_TENANT_NAME".to_owned(), "test".to_owned()),
+    ]
+    .into();
+    let store =
+        SnapStore::open_with_env(&config(Provider::Swift, &server.bucket, "", "swift"), &bad)
+            .unwrap();
+    let e = store.list().await.unwrap_err().to_string();
+    assert!(
+        e.contains("Swift") && e.contains("refused") && !e.contains("wrong"),
+        "{e}"
+    );
+}

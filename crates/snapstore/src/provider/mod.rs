@@ -1,10 +1,14 @@
 //! The storage providers.
 
+mod azblob;
 mod failed;
+mod gcs;
 mod local;
 pub mod opendal;
 mod operator;
+mod oss;
 pub mod s3;
+pub mod swift;
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ pub use local::LocalStore;
 
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::Env;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::ObjectStore;
 
 /// Builds the object store for `provider`.
@@ -26,6 +30,9 @@ pub(crate) fn build(
         Provider::Local => Ok(Arc::new(LocalStore::for_container(&config.container)?)),
         Provider::Failed => Ok(Arc::new(FailedStore)),
         Provider::S3 | Provider::Ecs | Provider::Ocs => s3::build(provider, config, env),
-        other => Err(Error::Unsupported(other.to_string())),
+        Provider::Abs => azblob::build(config, env),
+        Provider::Gcs => gcs::build(config, env),
+        Provider::Oss => oss::build(config, env),
+        Provider::Swift => swift::build(config, env),
     }
 }

@@ -24,6 +24,7 @@ pub struct OpendalStore {
     provider: Provider,
     min_chunk: u64,
     parallel: usize,
+    conditional: bool,
 }
 
 impl fmt::Debug for OpendalStore {
@@ -59,7 +60,16 @@ impl OpendalStore {
             provider,
             min_chunk,
             parallel: parallel.max(1),
+            conditional: false,
         }
+    }
+
+    /// Writes with "if not exists": on GCS this selects the resumable upload protocol, which
+    /// the emulators support (they lack the XML multipart API). Snapshot names are unique.
+    #[must_use]
+    pub fn with_conditional_writes(mut self) -> OpendalStore {
+        self.conditional = true;
+        self
     }
 
     /// The operator.
@@ -117,6 +127,7 @@ impl ObjectStore for OpendalStore {
             .chunk(chunk_usize)
             .concurrent(self.parallel)
             .content_type("application/octet-stream")
+            .if_not_exists(self.conditional)
             .await
             .map_err(|e| map_err("put", key, e))?;
         tracing::info!(

@@ -312,7 +312,10 @@ mod tests {
     }
 
     fn cfg() -> StoreConfig {
-        StoreConfig { container: "bkt".into(), ..StoreConfig::default() }
+        StoreConfig {
+            container: "bkt".into(),
+            ..StoreConfig::default()
+        }
     }
 
     #[test]
