@@ -79,10 +79,10 @@ fn read_credentials(path: &PathBuf) -> Result<Vec<u8>> {
 pub(crate) fn build(config: &StoreConfig, env: &dyn Env) -> Result<Arc<dyn ObjectStore>> {
     let home = env.var("HOME").map(PathBuf::from).unwrap_or_default();
     let mut endpoint = config.endpoint_override.clone();
-    if endpoint.is_empty() {
-        if let Ok(e) = std::fs::read_to_string(home.join(".gcp/storageAPIEndpoint")) {
-            endpoint = e.trim().to_owned();
-        }
+    if endpoint.is_empty()
+        && let Ok(e) = std::fs::read_to_string(home.join(".gcp/storageAPIEndpoint"))
+    {
+        endpoint = e.trim().to_owned();
     }
     let emulator = endpoint.starts_with("http://");
     let mut b = Gcs::default()

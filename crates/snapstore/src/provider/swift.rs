@@ -434,7 +434,7 @@ impl SwiftStore {
     }
 
     fn object_url(&self, s: &Session, key: &str) -> String {
-        let encoded: Vec<String> = key.split('/').map(|seg| urlencode(seg)).collect();
+        let encoded: Vec<String> = key.split('/').map(urlencode).collect();
         format!(
             "{}/{}/{}",
             s.storage_url.trim_end_matches('/'),
