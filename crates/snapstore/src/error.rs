@@ -10,6 +10,17 @@ pub enum Error {
     /// The store configuration is unusable (unknown provider, missing container, …).
     #[error("invalid snapstore configuration: {0}")]
     Config(String),
+    /// The container cannot be listed (bad credentials, unreachable endpoint, missing bucket).
+    #[error("cannot access the {provider} container {container:?}")]
+    Access {
+        /// Provider.
+        provider: String,
+        /// Bucket or container.
+        container: String,
+        /// Cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// Credentials are missing, unreadable or malformed.
     #[error("{provider} credentials in {origin}: {problem}")]
     Credentials {

@@ -2,12 +2,14 @@
 //! over it that the engine uses.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 use crate::config::{Provider, StoreConfig};
+use crate::credentials::{Env, ProcessEnv};
 use crate::error::{Error, Result};
 use crate::list::{self, BackupSet};
 use crate::name::Snapshot;
@@ -42,23 +44,51 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &str) -> Result<()>;
 }
 
+/// How often the credential files are checked for rotation.
+pub const ROTATION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Snapshots in one store: listing parsed into [`Snapshot`]s, and saving that checks what
-/// landed.
+/// landed. When the store was opened from credential files, a change of those files (a rotated
+/// secret) rebuilds the provider before the next operation, as the original does.
 #[derive(Debug, Clone)]
 pub struct SnapStore {
-    objects: Arc<dyn ObjectStore>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     provider: Provider,
+    container: String,
     layout_prefix: String,
     list_prefix: String,
+    reopen: Option<(StoreConfig, Arc<dyn Env + Send + Sync>)>,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    objects: Arc<dyn ObjectStore>,
+    stamp: Option<SystemTime>,
+    checked: Instant,
+    interval: Duration,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapStore")
+            .field("provider", &self.provider)
+            .field("container", &self.container)
+            .field("prefix", &self.layout_prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SnapStore {
-    /// Builds the store that `config` describes. Call [`StoreConfig::resolve`] first.
+    /// Builds the store that `config` describes, reading credentials from the process
+    /// environment. Call [`StoreConfig::resolve`] first.
     ///
     /// # Errors
-    /// [`Error::Config`] or [`Error::Unsupported`] when the provider cannot be built.
+    /// [`Error::Config`] or [`Error::Credentials`] when the provider cannot be built.
     pub fn open(config: &StoreConfig) -> Result<SnapStore> {
-        SnapStore::open_with_env(config, &crate::credentials::ProcessEnv)
+        SnapStore::open_with_env(config, ProcessEnv)
     }
 
     /// Like [`SnapStore::open`], reading credential variables from `env`.
@@ -67,12 +97,20 @@ impl SnapStore {
     /// As [`SnapStore::open`].
     pub fn open_with_env(
         config: &StoreConfig,
-        env: &dyn crate::credentials::Env,
+        env: impl Env + Send + Sync + 'static,
     ) -> Result<SnapStore> {
         config.validate()?;
         let provider = config.provider.unwrap_or(Provider::Local);
-        let objects = provider::build(provider, config, env)?;
-        Ok(SnapStore::with_objects(objects, provider, config))
+        let objects = provider::build(provider, config, &env)?;
+        let stamp = provider::credentials_stamp(provider, config, &env);
+        let mut store = SnapStore::with_objects(objects, provider, config);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.reopen = Some((config.clone(), Arc::new(env)));
+            if let Ok(c) = inner.current.get_mut() {
+                c.stamp = stamp;
+            }
+        }
+        Ok(store)
     }
 
     /// Wraps an existing object store (tests use this to inject faults).
@@ -83,29 +121,92 @@ impl SnapStore {
         config: &StoreConfig,
     ) -> SnapStore {
         SnapStore {
-            objects,
-            provider,
-            layout_prefix: config.layout_prefix(),
-            list_prefix: config.list_prefix(),
+            inner: Arc::new(Inner {
+                provider,
+                container: config.container.clone(),
+                layout_prefix: config.layout_prefix(),
+                list_prefix: config.list_prefix(),
+                reopen: None,
+                current: Mutex::new(Current {
+                    objects,
+                    stamp: None,
+                    checked: Instant::now(),
+                    interval: ROTATION_CHECK_INTERVAL,
+                }),
+            }),
         }
     }
 
     /// The provider behind this store.
     #[must_use]
     pub fn provider(&self) -> Provider {
-        self.provider
+        self.inner.provider
     }
 
     /// The prefix new snapshots are written under (`<prefix>/v2`).
     #[must_use]
     pub fn layout_prefix(&self) -> &str {
-        &self.layout_prefix
+        &self.inner.layout_prefix
     }
 
-    /// The underlying object store.
+    /// The underlying object store, rebuilt first if its credential files changed.
     #[must_use]
-    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
-        &self.objects
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        let mut cur = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((config, env)) = &self.inner.reopen
+            && cur.checked.elapsed() >= cur.interval
+        {
+            cur.checked = Instant::now();
+            let stamp = provider::credentials_stamp(self.inner.provider, config, env.as_ref());
+            if stamp != cur.stamp {
+                match provider::build(self.inner.provider, config, env.as_ref()) {
+                    Ok(objects) => {
+                        tracing::info!(
+                            "The {} credentials changed; reconnected with the new ones",
+                            self.inner.provider
+                        );
+                        cur.objects = objects;
+                        cur.stamp = stamp;
+                    }
+                    Err(e) => tracing::warn!(
+                        "The {} credentials changed but cannot be used, keeping the old ones: {e}",
+                        self.inner.provider
+                    ),
+                }
+            }
+        }
+        Arc::clone(&cur.objects)
+    }
+
+    /// Changes how often credential files are checked for rotation (default
+    /// [`ROTATION_CHECK_INTERVAL`]).
+    pub fn set_rotation_check_interval(&self, interval: Duration) {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .interval = interval;
+    }
+
+    /// Checks that the container can be listed, so bad credentials or endpoints are reported
+    /// at start-up rather than at the first snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Access`] naming the provider and container, with the cause.
+    pub async fn check_access(&self) -> Result<()> {
+        self.objects()
+            .list(&self.inner.list_prefix)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Access {
+                provider: self.inner.provider.to_string(),
+                container: self.inner.container.clone(),
+                source: Box::new(e),
+            })
     }
 
     /// Every snapshot and chunk object in the store (v1 and v2 layouts), sorted in the
@@ -116,7 +217,7 @@ impl SnapStore {
     /// Listing fails.
     pub async fn list(&self) -> Result<Vec<Snapshot>> {
         let mut out = Vec::new();
-        for obj in self.objects.list(&self.list_prefix).await? {
+        for obj in self.objects().list(&self.inner.list_prefix).await? {
             if !(obj.key.contains("v1") || obj.key.contains("v2")) {
                 continue;
             }
@@ -144,7 +245,7 @@ impl SnapStore {
     /// # Errors
     /// The object is missing or cannot be read.
     pub async fn fetch(&self, snapshot: &Snapshot) -> Result<Body> {
-        self.objects.get(&snapshot.key()).await
+        self.objects().get(&snapshot.key()).await
     }
 
     /// Stores a snapshot from `body` (about `size_hint` bytes), then checks that the stored object
@@ -159,8 +260,9 @@ impl SnapStore {
         size_hint: Option<u64>,
     ) -> Result<u64> {
         let key = snapshot.key();
-        let sent = self.objects.put(&key, body, size_hint).await?;
-        let stored = self.objects.stat(&key).await?;
+        let objects = self.objects();
+        let sent = objects.put(&key, body, size_hint).await?;
+        let stored = objects.stat(&key).await?;
         if stored.size != sent {
             return Err(Error::Verify {
                 key,
@@ -176,6 +278,6 @@ impl SnapStore {
     /// # Errors
     /// The delete fails.
     pub async fn delete(&self, snapshot: &Snapshot) -> Result<()> {
-        self.objects.delete(&snapshot.key()).await
+        self.objects().delete(&snapshot.key()).await
     }
 }

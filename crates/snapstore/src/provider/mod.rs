@@ -36,3 +36,32 @@ pub(crate) fn build(
         Provider::Swift => swift::build(config, env),
     }
 }
+
+/// The newest modification time of the provider's credential files (None: not file-based),
+/// compared before operations to pick up rotated secrets.
+pub(crate) fn credentials_stamp(
+    provider: Provider,
+    config: &StoreConfig,
+    env: &dyn Env,
+) -> Option<std::time::SystemTime> {
+    use crate::credentials::Credentials;
+    let var = match provider {
+        Provider::S3 => "AWS_APPLICATION_CREDENTIALS",
+        Provider::Abs => "AZURE_APPLICATION_CREDENTIALS",
+        Provider::Oss => "ALICLOUD_APPLICATION_CREDENTIALS",
+        Provider::Ocs => "OPENSHIFT_APPLICATION_CREDENTIALS",
+        Provider::Swift => "OPENSTACK_APPLICATION_CREDENTIALS",
+        Provider::Gcs => {
+            let path = env.var(&format!(
+                "{}GOOGLE_APPLICATION_CREDENTIALS",
+                config.env_prefix
+            ))?;
+            return std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        }
+        Provider::Ecs | Provider::Local | Provider::Failed => return None,
+    };
+    Credentials::locate(provider.as_str(), var, &config.env_prefix, env)
+        .ok()
+        .flatten()?
+        .modified()
+}
