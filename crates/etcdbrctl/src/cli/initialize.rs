@@ -3,11 +3,10 @@
 use clap::Args;
 use etcd_datadir::validate::ValidationMode;
 use etcdbr::initialize::{InitializeOptions, initialize};
-use snapstore::SnapStore;
 
 use crate::flags::etcd::EtcdFlags;
 use crate::flags::restoration::RestorationFlags;
-use crate::flags::store::StoreFlags;
+use crate::flags::store::{StoreFlags, open_checked};
 
 /// Flags of `initialize`.
 #[derive(Debug, Args)]
@@ -42,7 +41,7 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
     args.etcd.to_options().validate()?;
     let config = args.store.to_config("")?;
     let store = match config.provider {
-        Some(_) => Some(SnapStore::open(&config)?),
+        Some(_) => Some(open_checked(&config).await?),
         None => {
             tracing::info!(
                 "No --storage-provider given: skipping the revision check against backups."

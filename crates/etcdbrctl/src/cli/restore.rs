@@ -1,10 +1,10 @@
 //! `etcdbrctl restore`: build an etcd data directory from the latest backup set.
 
 use clap::Args;
-use snapstore::{Provider, SnapStore};
+use snapstore::Provider;
 
 use crate::flags::restoration::RestorationFlags;
-use crate::flags::store::StoreFlags;
+use crate::flags::store::{StoreFlags, open_checked};
 
 /// Flags of `restore`.
 #[derive(Debug, Args)]
@@ -25,7 +25,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     if config.provider.is_none() {
         config.provider = Some(Provider::Local);
     }
-    let store = SnapStore::open(&config)?;
+    let store = open_checked(&config).await?;
     let opts = args.restoration.to_options();
     let report = etcdbr::restore::restore(&store, &opts).await?;
     tracing::info!(

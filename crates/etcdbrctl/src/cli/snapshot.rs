@@ -3,12 +3,12 @@
 use clap::Args;
 use etcdbr::gc;
 use etcdbr::snapshotter::{FullSnapshotOptions, Snapshotter, SnapshotterOptions};
-use snapstore::{Provider, SnapStore};
+use snapstore::Provider;
 use tokio_util::sync::CancellationToken;
 
 use crate::flags::etcd::EtcdFlags;
 use crate::flags::snapshotter::{BackoffFlags, CompressionFlags, DefragFlags, SnapshotterFlags};
-use crate::flags::store::StoreFlags;
+use crate::flags::store::{StoreFlags, open_checked};
 use crate::flags::values::fmt_go_duration;
 
 /// Flags of `snapshot`.
@@ -42,7 +42,7 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
         store_config.provider = Some(Provider::Local);
     }
     create_temp_dir(&store_config.temp_dir)?;
-    let store = SnapStore::open(&store_config)?;
+    let store = open_checked(&store_config).await?;
     tracing::info!(
         "Snapshotting etcd {:?} into {} store {:?} (prefix {:?}): full snapshots on \"{}\", deltas every {}, compression {}",
         etcd.endpoints,

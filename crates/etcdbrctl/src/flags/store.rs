@@ -39,6 +39,17 @@ pub struct StoreFlags {
     pub snapstore_temp_directory: PathBuf,
 }
 
+/// Opens the store and checks at once that it can be listed, so bad credentials, a missing
+/// bucket or an unreachable endpoint stop the command at start-up.
+///
+/// # Errors
+/// The provider cannot be built or the container cannot be listed.
+pub async fn open_checked(config: &StoreConfig) -> anyhow::Result<snapstore::SnapStore> {
+    let store = snapstore::SnapStore::open(config)?;
+    store.check_access().await?;
+    Ok(store)
+}
+
 impl StoreFlags {
     /// The store configuration, validated, with the container env fallback applied.
     ///
