@@ -348,3 +348,94 @@ async fn swift_all_in_one_with_tempauth() {
         "{e}"
     );
 }
+
+/// Part uploads that fail are retried and the object completes; when they keep failing, the
+/// upload is aborted and no object appears under the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_part_uploads_are_retried_or_aborted_cleanly() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = testkit::stores::moto();
+    let upstream = server.endpoint.trim_start_matches("http://").to_owned();
+    let f = json_file(
+        server.dir(),
+        r#"{"accessKeyID":"AKID","secretAccessKey":"SECRET","region":"us-east-1","s3ForcePathStyle":true}"#,
+    );
+    let env: Env = [("AWS_APPLICATION_CREDENTIALS_JSON".to_owned(), f)].into();
+    let t = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let data = pattern(12 * 1024 * 1024, 3);
+
+    // The first two attempts at part 2 fail with 500: retried, completes.
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let s2 = std::sync::Arc::clone(&seen);
+    let proxy = testkit::proxy::FaultProxy::start(&upstream, move |method, target| {
+        method == "PUT" && target.contains("partNumber=2&") && s2.fetch_add(1, Ordering::SeqCst) < 2
+    })
+    .await;
+    let store = SnapStore::open_with_env(
+        &config(Provider::S3, &server.bucket, &proxy.endpoint, "faults"),
+        env.clone(),
+    )
+    .unwrap();
+    let snap = Snapshot::new(
+        Kind::Full,
+        Revision(0),
+        Revision(9),
+        t,
+        "",
+        false,
+        store.layout_prefix(),
+    );
+    store
+        .save(
+            &snap,
+            Box::new(std::io::Cursor::new(data.clone())),
+            Some(data.len() as u64),
+        )
+        .await
+        .unwrap();
+    assert_eq!(proxy.failed(), 2);
+    assert!(read(&store, &snap).await == data);
+
+    // Every part upload fails: the upload gives up after its retries, aborts, leaves nothing.
+    let proxy = testkit::proxy::FaultProxy::start(&upstream, |method, target| {
+        method == "PUT" && target.contains("partNumber=")
+    })
+    .await;
+    let store = SnapStore::open_with_env(
+        &config(Provider::S3, &server.bucket, &proxy.endpoint, "faults2"),
+        env,
+    )
+    .unwrap();
+    let snap = Snapshot::new(
+        Kind::Full,
+        Revision(0),
+        Revision(10),
+        t,
+        "",
+        false,
+        store.layout_prefix(),
+    );
+    let started = std::time::Instant::now();
+    let e = store
+        .save(&snap, Box::new(std::io::Cursor::new(data)), None)
+        .await
+        .unwrap_err();
+    assert!(proxy.failed() >= 6, "each try failed: {}", proxy.failed());
+    assert!(e.is_temporary() || !e.to_string().is_empty());
+    assert!(
+        store.list().await.unwrap().is_empty(),
+        "no object under the name"
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            &format!("{}/{}?uploads", server.endpoint, server.bucket),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("<Upload>"),
+        "the multipart upload was aborted"
+    );
+    eprintln!("gave up after {:?}", started.elapsed());
+}

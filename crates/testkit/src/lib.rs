@@ -10,6 +10,7 @@
 mod etcd;
 mod faulty;
 mod ports;
+pub mod proxy;
 pub mod stores;
 mod tls;
 

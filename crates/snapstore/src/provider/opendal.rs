@@ -168,9 +168,16 @@ impl ObjectStore for OpendalStore {
             }
         }
         .await;
+        let result = match result {
+            Ok(()) => w
+                .close()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_err("put", key, e)),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => {
-                w.close().await.map_err(|e| map_err("put", key, e))?;
                 tracing::info!("Finished uploading {key}: {total} bytes");
                 Ok(total)
             }
