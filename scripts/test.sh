@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of etcdbr: formatting, clippy, and the test suites (unit tests and
-# integration tests against real etcd 3.4 and 3.5 processes). Installs what is missing first.
+# integration tests against real etcd 3.4 and 3.5 processes and real storage servers). Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh >/dev/null
+scripts/setup-stores.sh >/dev/null
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
