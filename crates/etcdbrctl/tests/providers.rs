@@ -189,24 +189,32 @@ async fn round_trip(provider: &'static str) {
     .stderr(std::fs::File::create(home.path().join("snapshot.log")).unwrap())
     .spawn()
     .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let log = || std::fs::read_to_string(home.path().join("snapshot.log")).unwrap_or_default();
+    let wait_for = |child: &mut std::process::Child, what: &dyn Fn(&str) -> bool| {
+        while !what(&log()) {
+            assert!(
+                Instant::now() < deadline,
+                "{provider}: timed out:\n{}",
+                log()
+            );
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{provider}: snapshot exited with {st}:\n{}", log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Writes after the full snapshot, so that they land in deltas.
+    wait_for(&mut child, &|l| {
+        l.contains("Successfully saved full snapshot")
+    });
     for i in 0..50 {
         c.put(format!("/small/{i}"), "v", None).await.unwrap();
     }
     let target_rev = etcd.revision().await;
-    // Wait until the store holds the chain up to the current revision.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let log = || std::fs::read_to_string(home.path().join("snapshot.log")).unwrap_or_default();
-    while !log().contains(&format!("-{target_rev:08}-")) || !log().contains("Incr-") {
-        assert!(
-            Instant::now() < deadline,
-            "{provider}: no delta up to {target_rev}:\n{}",
-            log()
-        );
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{provider}: snapshot exited with {st}:\n{}", log());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(&mut child, &|l| {
+        l.contains("Incr-") && l.contains(&format!("-{target_rev:08}-"))
+    });
     let gc_deadline = Instant::now() + Duration::from_secs(30);
     while store
         .list()

@@ -439,3 +439,47 @@ async fn failing_part_uploads_are_retried_or_aborted_cleanly() {
     );
     eprintln!("gave up after {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_over_tls_with_trusted_ca_and_sse_c() {
+    let certs = testkit::TestCerts::generate();
+    let server = testkit::stores::moto_tls(&certs);
+    let ca_pem = std::fs::read_to_string(&certs.ca).unwrap();
+    let open = |extra: &str| {
+        let json = format!(
+            r#"{{"accessKeyID":"AKID","secretAccessKey":"SECRET","region":"us-east-1","s3ForcePathStyle":true{extra}}}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = json_file(dir.path(), &json);
+        let env: Env = [("AWS_APPLICATION_CREDENTIALS_JSON".to_owned(), f)].into();
+        let store = SnapStore::open_with_env(
+            &config(Provider::S3, &server.bucket, &server.endpoint, "tls"),
+            env,
+        )
+        .unwrap();
+        (store, dir)
+    };
+
+    // The test CA is not a public root: without trusting it, start-up fails on TLS.
+    let (untrusted, _d) = open("");
+    let err = untrusted.check_access().await.unwrap_err();
+    let err = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        err.contains("certificate") || err.contains("tls") || err.contains("TLS"),
+        "{err}"
+    );
+    // insecureSkipVerify accepts any certificate.
+    let (insecure, _d) = open(r#","insecureSkipVerify":true"#);
+    insecure.check_access().await.unwrap();
+
+    // trustedCaCert (PEM text) plus SSE-C: the whole suite over HTTPS with customer keys.
+    let ca_json = serde_json::to_string(&ca_pem).unwrap();
+    let sse =
+        r#","sseCustomerAlgorithm":"AES256","sseCustomerKey":"0123456789abcdef0123456789abcdef""#;
+    let (store, _d) = open(&format!(r#","trustedCaCert":{ca_json}{sse}"#));
+    store.check_access().await.unwrap();
+    behaves(&store).await;
+}

@@ -82,9 +82,13 @@ fn curl(args: &[&str]) -> (u16, String, String) {
 }
 
 fn wait_http(url: &str, log: &Path) {
+    wait_http_with(url, &[], log);
+}
+
+fn wait_http_with(url: &str, curl_args: &[&str], log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (code, _, _) = curl(&[url]);
+        let (code, _, _) = curl(&[curl_args, &[url]].concat());
         if code != 0 {
             return;
         }
@@ -100,21 +104,36 @@ fn wait_http(url: &str, log: &Path) {
 /// moto in server mode (S3 API; also accepts OSS-style requests); bucket `etcd-backups`.
 #[must_use]
 pub fn moto() -> StoreServer {
+    moto_with(None)
+}
+
+/// moto serving HTTPS with `certs`' server certificate (signed by `certs.ca`).
+#[must_use]
+pub fn moto_tls(certs: &crate::TestCerts) -> StoreServer {
+    moto_with(Some(certs))
+}
+
+fn moto_with(certs: Option<&crate::TestCerts>) -> StoreServer {
     let tmp = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let log = tmp.path().join("moto.log");
-    let child = spawn(
-        Command::new(tool("venv/bin/moto_server")).args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ]),
-        &log,
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{endpoint}/moto-api/"), &log);
-    let (code, body, _) = curl(&["-X", "PUT", &format!("{endpoint}/etcd-backups")]);
+    let mut cmd = Command::new(tool("venv/bin/moto_server"));
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut curl_tls = Vec::new();
+    if let Some(c) = certs {
+        cmd.arg("-c")
+            .arg(&c.server_cert)
+            .arg("-k")
+            .arg(&c.server_key);
+        curl_tls = vec!["--cacert".to_owned(), c.ca.display().to_string()];
+    }
+    let child = spawn(&mut cmd, &log);
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://127.0.0.1:{port}");
+    let tls: Vec<&str> = curl_tls.iter().map(String::as_str).collect();
+    wait_http_with(&format!("{endpoint}/moto-api/"), &tls, &log);
+    let bucket_url = format!("{endpoint}/etcd-backups");
+    let (code, body, _) = curl(&[&tls[..], &["-X", "PUT", &bucket_url]].concat());
     assert_eq!(code, 200, "create bucket: {body}");
     StoreServer {
         endpoint,
@@ -345,13 +364,21 @@ pub fn swift() -> StoreServer {
             .expect("auth header")
     };
     let (token, storage) = (header("x-auth-token"), header("x-storage-url"));
-    let (code, _, _) = curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        &format!("X-Auth-Token: {token}"),
-        &format!("{storage}/etcd-backups"),
-    ]);
+    // The proxy answers health checks before the account and container servers listen.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        let (code, _, _) = curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            &format!("X-Auth-Token: {token}"),
+            &format!("{storage}/etcd-backups"),
+        ]);
+        if code != 503 || Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         code == 201 || code == 202,
         "create the Swift container: {code}"
