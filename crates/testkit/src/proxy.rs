@@ -8,9 +8,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Decides from (method, path with query, how many requests matched so far including this one)
-/// whether to fail the request.
-pub type FaultRule = dyn Fn(&str, &str) -> bool + Send + Sync;
+/// A request as the proxy saw it, for a [`FaultRule`] to judge.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// Path with query, as sent.
+    pub target: String,
+    /// Header names (as sent) and values (trimmed), in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header called `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Decides from a request whether to fail it.
+pub type FaultRule = dyn Fn(&RequestHead) -> bool + Send + Sync;
 
 /// A running proxy; stops when dropped.
 pub struct FaultProxy {
@@ -30,7 +51,7 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (`host:port`) that fails the requests `rule` picks.
     pub async fn start(
         upstream: &str,
-        rule: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+        rule: impl Fn(&RequestHead) -> bool + Send + Sync + 'static,
     ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -102,19 +123,19 @@ async fn serve(
 ) -> std::io::Result<()> {
     let (head, mut body) = read_head(&mut client).await?;
     let text = String::from_utf8_lossy(&head).into_owned();
-    let mut first = text.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        first.next().unwrap_or_default().to_owned(),
-        first.next().unwrap_or_default().to_owned(),
-    );
-    let len: usize = text
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let request = RequestHead {
+        method: first.next().unwrap_or_default().to_owned(),
+        target: first.next().unwrap_or_default().to_owned(),
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect(),
+    };
+    let len: usize = request
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap_or(0));
     while body.len() < len {
         let mut chunk = vec![0u8; (len - body.len()).min(1 << 20)];
         let n = client.read(&mut chunk).await?;
@@ -123,7 +144,7 @@ async fn serve(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    if rule(&method, &target) {
+    if rule(&request) {
         failed.fetch_add(1, Ordering::SeqCst);
         let msg = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>";
         let resp = format!(
