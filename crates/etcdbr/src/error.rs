@@ -82,6 +82,20 @@ pub enum Error {
     /// A restore failed.
     #[error(transparent)]
     Restore(#[from] RestoreFailure),
+    /// The operation was stopped (signal or shutdown) before it finished.
+    #[error("{0}")]
+    Interrupted(&'static str),
+    /// Some objects of a copy could not be copied.
+    #[error("{failed} snapshot(s) could not be copied; the first was {first}")]
+    CopyFailed {
+        /// How many objects failed.
+        failed: usize,
+        /// The first failed object's name.
+        first: String,
+        /// Its cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// etcd's revision went below what is already backed up (etcd restored or replaced).
     #[error(
         "etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced"

@@ -3,6 +3,7 @@
 //! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
 //! - [`initialize`]: validate a data directory and restore it when invalid.
 //! - [`restore`]: the latest backup set into a data directory, natively.
+//! - [`copy`]: backups from one store to another.
 //! - [`compress`]: the gzip, zlib and LZW codecs and their name suffixes.
 //! - [`delta_format`]: the delta snapshot JSON with its sha256 trailer.
 //! - [`gc`]: the Exponential and LimitBased retention policies as pure plans.
@@ -12,6 +13,7 @@
 
 pub mod backoff;
 pub mod compress;
+pub mod copy;
 pub mod defrag;
 pub mod delta_format;
 mod error;

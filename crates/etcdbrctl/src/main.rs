@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             Command::Compact(_) => not_yet("compact", 6),
             Command::Initialize(args) => cli::initialize::run(*args).await,
             Command::Server(_) => not_yet("server", 5),
-            Command::Copy(_) => not_yet("copy", 6),
+            Command::Copy(args) => cli::copy::run(*args, stop).await,
         }
     });
     match result {

@@ -242,35 +242,66 @@ async fn round_trip(provider: &'static str) {
         log()
     );
 
+    let expected = c.hash_kv(target_rev).await.unwrap().hash();
+    let restore = run(&t, home.path(), &["restore"]);
+    restore_and_check(restore, home.path(), target_rev, expected, provider).await;
+
+    // `copy` to another provider (Local) and restore from the copy.
+    let mut copy = bin();
+    copy.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path());
+    for (k, v) in &t.env {
+        copy.env(format!("SOURCE_{k}"), v);
+    }
+    copy.arg("copy")
+        .args(t.flags.iter().map(|f| f.replacen("--", "--source-", 1)))
+        .args([
+            "--storage-provider=Local",
+            "--store-container=copied",
+            "--store-prefix=shoot/etcd",
+        ]);
+    let out = copy.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{provider} copy: {log}");
+    assert!(
+        log.contains("Successfully copied Full snapshot"),
+        "{provider} copy: {log}"
+    );
+    let mut restore = bin();
+    restore.env_clear().env("HOME", home.path()).args([
+        "restore",
+        "--storage-provider=Local",
+        "--store-container=copied",
+        "--store-prefix=shoot/etcd",
+    ]);
+    restore_and_check(restore, home.path(), target_rev, expected, provider).await;
+    drop(t.server);
+}
+
+/// Runs `restore` (flags for the store already given) into a new data dir, boots etcd on it,
+/// and compares its revision and `hashkv` with the source's.
+async fn restore_and_check(mut restore: Command, home: &Path, rev: i64, hash: u32, what: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let data = out_dir.path().join("data");
     let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = run(
-        &t,
-        home.path(),
-        &[
-            "restore",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--name",
-            "r1",
-        ],
-    )
-    .args([
-        "--initial-cluster",
-        &format!("r1={peer}"),
-        "--initial-advertise-peer-urls",
-        &peer,
-    ])
-    .args([
-        "--restoration-temp-snapshots-dir",
-        home.path().join("rt").to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let out = restore
+        .args(["--data-dir", data.to_str().unwrap(), "--name", "r1"])
+        .args([
+            "--initial-cluster",
+            &format!("r1={peer}"),
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args([
+            "--restoration-temp-snapshots-dir",
+            home.join("rt").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "{provider} restore: {}",
+        "{what} restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mut restored = Etcd::on_data_dir(
@@ -280,14 +311,9 @@ async fn round_trip(provider: &'static str) {
     );
     restored.set_member("r1", &peer);
     restored.restart().await;
-    assert_eq!(restored.revision().await, target_rev, "{provider}");
+    assert_eq!(restored.revision().await, rev, "{what}");
     let mut r = restored.client().await.unwrap();
-    assert_eq!(
-        r.hash_kv(target_rev).await.unwrap().hash(),
-        c.hash_kv(target_rev).await.unwrap().hash(),
-        "{provider}: hashkv"
-    );
-    drop(t.server);
+    assert_eq!(r.hash_kv(rev).await.unwrap().hash(), hash, "{what}: hashkv");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,7 @@ fn parse_mode(s: &str) -> Result<ValidationMode, String> {
 pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
     args.etcd.to_options().validate()?;
-    let config = args.store.to_config("")?;
+    let config = args.store.to_config()?;
     let store = match config.provider {
         Some(_) => Some(open_checked(&config).await?),
         None => {

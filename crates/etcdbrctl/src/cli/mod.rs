@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each parsing flags, calling the engine, and
 //! reporting.
 
+pub mod copy;
 pub mod initialize;
 pub mod restore;
 pub mod snapshot;
@@ -60,7 +61,10 @@ etcd is an error."
     /// Run as a sidecar: HTTP API, initialization, leader election, snapshots, GC, defragmentation
     Server(NotYet),
     /// Copy backups from a source store to a destination store
-    Copy(NotYet),
+    #[command(
+        long_about = "Copies backup sets (a full snapshot and its deltas) from the --source-* store to the store named by the unprefixed store flags, newest first, filtered by --max-backups-to-copy and --max-backup-age. Objects the destination already has are skipped (names compared without .final), and .final is dropped at the destination. Each object streams from store to store; an interrupted copy leaves no partial object, so running it again finishes the job. Empty --source-storage-provider and --source-store-prefix are taken from the destination flags; the source's credentials are read from the SOURCE_-prefixed variables."
+    )]
+    Copy(Box<copy::CopyArgs>),
 }
 
 /// Arguments of a subcommand that is not implemented yet.

@@ -21,7 +21,7 @@ pub struct RestoreArgs {
 /// Invalid flags, an empty store, corrupt backups, or a target that exists.
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
-    let mut config = args.store.to_config("")?;
+    let mut config = args.store.to_config()?;
     if config.provider.is_none() {
         config.provider = Some(Provider::Local);
     }

@@ -37,7 +37,7 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
     etcd.validate()?;
     args.snapshotter.validate()?;
     let compression = args.compression.compression()?;
-    let mut store_config = args.store.to_config("")?;
+    let mut store_config = args.store.to_config()?;
     if store_config.provider.is_none() {
         store_config.provider = Some(Provider::Local);
     }

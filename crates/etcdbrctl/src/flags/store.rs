@@ -1,43 +1,97 @@
-//! Snapstore flags (the original's `SnapstoreConfig`).
+//! Snapstore flags (the original's `SnapstoreConfig`), in the spellings the original has:
+//! unprefixed (the store) and `source-` (`copy`'s source); `secondary-` comes with the server.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use snapstore::{Provider, StoreConfig};
 
-/// Where backups are stored.
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Snapshot store")]
-pub struct StoreFlags {
-    /// Storage provider: Local, S3, ABS, GCS, Swift, OSS, ECS, OCS (empty: no store)
-    #[arg(long, default_value = "")]
-    pub storage_provider: String,
+/// Declares one store flag group whose flag names carry `$prefix`.
+macro_rules! store_flags {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $env:literal, $heading:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Args)]
+        #[command(next_help_heading = $heading)]
+        pub struct $name {
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Storage provider of ", $what, ": Local, S3, ABS, GCS, Swift, OSS, ECS, OCS"), id = concat!($prefix, "storage-provider"), long = concat!($prefix, "storage-provider"), default_value = "")]
+            pub storage_provider: String,
 
-    /// Bucket or container holding the backups (env STORAGE_CONTAINER when empty). For Local, a
-    /// directory below $HOME (default "default.bkp"), as in the original
-    #[arg(long, default_value = "")]
-    pub store_container: String,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Bucket or container of ", $what, " (env ", $env, "STORAGE_CONTAINER when empty). For Local, a directory below $HOME"), id = concat!($prefix, "store-container"), long = concat!($prefix, "store-container"), default_value = "")]
+            pub store_container: String,
 
-    /// Endpoint to use instead of the provider's default (a URL)
-    #[arg(long, default_value = "")]
-    pub store_endpoint_override: String,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Endpoint of ", $what, " to use instead of the provider's default (a URL)"), id = concat!($prefix, "store-endpoint-override"), long = concat!($prefix, "store-endpoint-override"), default_value = "")]
+            pub store_endpoint_override: String,
 
-    /// Prefix inside the container; snapshots go to <prefix>/v2
-    #[arg(long, default_value = "")]
-    pub store_prefix: String,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Prefix inside the container of ", $what, "; snapshots go to <prefix>/v2"), id = concat!($prefix, "store-prefix"), long = concat!($prefix, "store-prefix"), default_value = "")]
+            pub store_prefix: String,
 
-    /// Maximum number of chunks uploaded in parallel
-    #[arg(long, default_value_t = 5)]
-    pub max_parallel_chunk_uploads: usize,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Maximum number of chunks uploaded in parallel to ", $what), id = concat!($prefix, "max-parallel-chunk-uploads"), long = concat!($prefix, "max-parallel-chunk-uploads"), default_value_t = 5)]
+            pub max_parallel_chunk_uploads: usize,
 
-    /// Minimum chunk size of multipart uploads, in bytes (at least 5 MiB)
-    #[arg(long, default_value_t = snapstore::MIN_CHUNK_SIZE)]
-    pub min_chunk_size: u64,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Minimum chunk size of multipart uploads to ", $what, ", in bytes (at least 5 MiB)"), id = concat!($prefix, "min-chunk-size"), long = concat!($prefix, "min-chunk-size"), default_value_t = snapstore::MIN_CHUNK_SIZE)]
+            pub min_chunk_size: u64,
 
-    /// Directory for temporary files (the full snapshot is staged here); created if missing
-    #[arg(long, default_value = "/tmp")]
-    pub snapstore_temp_directory: PathBuf,
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Directory for temporary files of ", $what, "; created if missing"), id = concat!($prefix, "snapstore-temp-directory"), long = concat!($prefix, "snapstore-temp-directory"), default_value = "/tmp")]
+            pub snapstore_temp_directory: PathBuf,
+        }
+
+        impl $name {
+            /// The values as typed, before env fallbacks and validation.
+            #[must_use]
+            pub fn raw(&self) -> StoreConfig {
+                let mut c = StoreConfig::default();
+                c.provider = None;
+                c.container.clone_from(&self.store_container);
+                c.endpoint_override.clone_from(&self.store_endpoint_override);
+                c.prefix.clone_from(&self.store_prefix);
+                c.max_parallel_chunk_uploads = self.max_parallel_chunk_uploads;
+                c.min_chunk_size = self.min_chunk_size;
+                c.temp_dir.clone_from(&self.snapstore_temp_directory);
+                c
+            }
+
+            /// The provider flag, parsed (`None` when empty).
+            ///
+            /// # Errors
+            /// An unknown provider name.
+            pub fn provider(&self) -> anyhow::Result<Option<Provider>> {
+                if self.storage_provider.is_empty() {
+                    return Ok(None);
+                }
+                self.storage_provider.parse::<Provider>().map(Some).map_err(|e| {
+                    anyhow::anyhow!("--{}storage-provider: {e}", $prefix)
+                })
+            }
+        }
+    };
 }
+
+store_flags!(
+    /// Where backups are stored.
+    StoreFlags,
+    "",
+    "",
+    "Snapshot store",
+    "the snapshot store"
+);
+
+store_flags!(
+    /// Where `copy` reads backups from. Empty provider, prefix and temp directory are taken from
+    /// the destination store flags, as the original does.
+    SourceStoreFlags,
+    "source-",
+    "SOURCE_",
+    "Source snapshot store (copy)",
+    "the source store"
+);
+
 
 /// Opens the store and checks at once that it can be listed, so bad credentials, a missing
 /// bucket or an unreachable endpoint stop the command at start-up.
@@ -50,28 +104,42 @@ pub async fn open_checked(config: &StoreConfig) -> anyhow::Result<snapstore::Sna
     Ok(store)
 }
 
+/// Validates `c`, applies the container env fallback for `env_prefix`, and sets the prefix.
+fn finish(mut c: StoreConfig, env_prefix: &str) -> anyhow::Result<StoreConfig> {
+    env_prefix.clone_into(&mut c.env_prefix);
+    c.validate()?;
+    c.resolve(|k| std::env::var(k).ok())?;
+    Ok(c)
+}
+
 impl StoreFlags {
     /// The store configuration, validated, with the container env fallback applied.
     ///
     /// # Errors
     /// An unknown provider or invalid values, with the flag named.
-    pub fn to_config(&self, env_prefix: &str) -> anyhow::Result<StoreConfig> {
-        let mut c = StoreConfig::default();
-        c.provider = if self.storage_provider.is_empty() {
-            None
-        } else {
-            Some(self.storage_provider.parse::<Provider>()?)
-        };
-        c.container.clone_from(&self.store_container);
-        c.endpoint_override
-            .clone_from(&self.store_endpoint_override);
-        c.prefix.clone_from(&self.store_prefix);
-        c.max_parallel_chunk_uploads = self.max_parallel_chunk_uploads;
-        c.min_chunk_size = self.min_chunk_size;
-        c.temp_dir.clone_from(&self.snapstore_temp_directory);
-        env_prefix.clone_into(&mut c.env_prefix);
-        c.validate()?;
-        c.resolve(|k| std::env::var(k).ok())?;
-        Ok(c)
+    pub fn to_config(&self) -> anyhow::Result<StoreConfig> {
+        let mut c = self.raw();
+        c.provider = self.provider()?;
+        finish(c, "")
+    }
+}
+
+impl SourceStoreFlags {
+    /// The source store's configuration: its own flags, with an empty provider, prefix or
+    /// temp directory inherited from `destination` (the original's `MergeWith`); the container
+    /// falls back to `SOURCE_STORAGE_CONTAINER` and credentials use the `SOURCE_` variables.
+    ///
+    /// # Errors
+    /// An unknown provider or invalid values, with the flag named.
+    pub fn to_config(&self, destination: &StoreConfig) -> anyhow::Result<StoreConfig> {
+        let mut c = self.raw();
+        c.provider = self.provider()?.or(destination.provider);
+        if c.prefix.is_empty() {
+            c.prefix.clone_from(&destination.prefix);
+        }
+        if self.snapstore_temp_directory.as_os_str().is_empty() {
+            c.temp_dir.clone_from(&destination.temp_dir);
+        }
+        finish(c, "SOURCE_")
     }
 }
