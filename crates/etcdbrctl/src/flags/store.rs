@@ -92,7 +92,6 @@ store_flags!(
     "the source store"
 );
 
-
 /// Opens the store and checks at once that it can be listed, so bad credentials, a missing
 /// bucket or an unreachable endpoint stop the command at start-up.
 ///
