@@ -21,7 +21,8 @@ fi
 
 echo "== benchmark harness, tiny mode (keeps bench/ from rotting; figures are not checked)"
 cargo build --locked -p etcdbrctl -p etcdbr-bench
-B="target/debug/etcdbr-bench --keys 2000 --runs 1 --etcdbrctl target/debug/etcdbrctl"
+T=${CARGO_TARGET_DIR:-target}/debug
+B="$T/etcdbr-bench --keys 2000 --runs 1 --etcdbrctl $T/etcdbrctl"
 $B full
 $B restore --events 2000
 $B ingest --seconds 3 --writers 8
