@@ -59,6 +59,19 @@ impl KeyValue {
         v
     }
 
+    /// The key of a stored value, without copying or decoding the rest.
+    ///
+    /// # Errors
+    /// Malformed protobuf.
+    pub fn key_of(b: &[u8]) -> Result<&[u8], DecodeError> {
+        for f in Fields::new(b) {
+            if let (1, Value::Bytes(x)) = f? {
+                return Ok(x);
+            }
+        }
+        Ok(&[])
+    }
+
     /// Decodes a stored value.
     ///
     /// # Errors

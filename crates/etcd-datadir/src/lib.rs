@@ -7,6 +7,7 @@
 //!   `Get` (the original's bug #1044).
 
 pub mod cluster;
+pub mod compact;
 pub mod hashkv;
 pub mod kv;
 pub mod layout;

@@ -1,0 +1,143 @@
+//! Native compaction of an etcd database, as etcd compacts at its current revision C
+//! (`reference/etcd-formats.md` §2.6): for each key only the newest revision is kept, and only
+//! when it is not a tombstone, except a tombstone at C itself, which etcd 3.5 keeps
+//! (`keyIndex.doCompact` stops at a generation whose tombstone is at or after C) and 3.4 drops;
+//! `meta` records `scheduledCompactRev` = `finishedCompactRev` = C,
+//! so etcd (and our revision reader) still reports C even when the newest writes were deletes.
+//!
+//! Two passes over the source's `key` bucket: the first finds each key's newest revision (held
+//! as a SHA-1 of the key, 20 bytes, plus the revision: memory grows with the number of distinct
+//! keys, as etcd's own index does, not with history or values); the second writes a fresh
+//! compact file with the survivors and every other bucket copied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use bbolt::{Db, DbWriter};
+use sha1::{Digest, Sha1};
+
+use crate::kv::KeyValue;
+use crate::restore::{DataDirFormat, RestoreError};
+use crate::revision::RevKey;
+use crate::schema::{FINISHED_COMPACT_REV, KEY_BUCKET, META_BUCKET, SCHEDULED_COMPACT_REV};
+use crate::{Error, current_revision};
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// The revision compacted at (the database's current revision).
+    pub revision: i64,
+    /// `key` entries in the source.
+    pub entries_before: u64,
+    /// `key` entries kept.
+    pub entries_after: u64,
+}
+
+type KeyHash = [u8; 20];
+
+fn key_hash(key: &[u8]) -> KeyHash {
+    Sha1::digest(key).into()
+}
+
+fn bad_value(rev: RevKey) -> RestoreError {
+    RestoreError::BadEvent {
+        revision: rev.main,
+        reason: "stored KeyValue does not decode",
+    }
+}
+
+/// Writes a compacted copy of the database at `src` to `dst` (a new file), as the etcd release
+/// of `format` compacts.
+///
+/// # Errors
+/// The source is unreadable or not an etcd database, or writing fails.
+pub fn compact_db(
+    src: &Path,
+    dst: &Path,
+    format: DataDirFormat,
+) -> Result<CompactStats, RestoreError> {
+    let keep_tombstone_at_revision = format == DataDirFormat::V35;
+    let db = Db::open(src).map_err(Error::from)?;
+    let revision = current_revision(&db)?.get();
+    let key_bucket = db
+        .bucket(KEY_BUCKET)
+        .map_err(Error::from)?
+        .ok_or(Error::MissingBucket("key"))?;
+
+    let mut newest: HashMap<KeyHash, RevKey> = HashMap::new();
+    let mut stats = CompactStats {
+        revision,
+        ..CompactStats::default()
+    };
+    let mut c = db.cursor(&key_bucket).map_err(Error::from)?;
+    let mut e = c.first().map_err(Error::from)?;
+    while let Some(entry) = e {
+        let rev = RevKey::from_bytes(entry.key).ok_or(Error::BadRevisionKey(entry.key.len()))?;
+        let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
+        newest.insert(key_hash(key), rev);
+        stats.entries_before += 1;
+        e = c.next().map_err(Error::from)?;
+    }
+
+    let mut out = DbWriter::create(dst).map_err(RestoreError::Write)?;
+    for name in db.bucket_names().map_err(Error::from)? {
+        let b = db
+            .bucket(&name)
+            .map_err(Error::from)?
+            .ok_or(Error::MissingBucket("listed bucket"))?;
+        out.begin_bucket(&name, b.sequence());
+        if name == META_BUCKET {
+            let mut meta: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut c = db.cursor(&b).map_err(Error::from)?;
+            let mut e = c.first().map_err(Error::from)?;
+            while let Some(entry) = e {
+                meta.insert(entry.key.to_vec(), entry.value.to_vec());
+                e = c.next().map_err(Error::from)?;
+            }
+            let at = RevKey {
+                main: revision,
+                sub: 0,
+                tombstone: false,
+            }
+            .to_bytes();
+            meta.insert(SCHEDULED_COMPACT_REV.to_vec(), at.clone());
+            meta.insert(FINISHED_COMPACT_REV.to_vec(), at);
+            for (k, v) in &meta {
+                out.put(k, v).map_err(RestoreError::Write)?;
+            }
+        } else {
+            let is_key = name == KEY_BUCKET;
+            let mut c = db.cursor(&b).map_err(Error::from)?;
+            let mut e = c.first().map_err(Error::from)?;
+            while let Some(entry) = e {
+                if entry.is_bucket() {
+                    return Err(RestoreError::Base(Error::NestedBucket(
+                        String::from_utf8_lossy(&name).into_owned(),
+                    )));
+                }
+                let keep = !is_key || {
+                    let rev = RevKey::from_bytes(entry.key)
+                        .ok_or(Error::BadRevisionKey(entry.key.len()))?;
+                    let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
+                    newest.get(&key_hash(key)) == Some(&rev)
+                        && (!rev.tombstone || (keep_tombstone_at_revision && rev.main == revision))
+                };
+                if keep {
+                    out.put(entry.key, entry.value)
+                        .map_err(RestoreError::Write)?;
+                    if is_key {
+                        stats.entries_after += 1;
+                    }
+                }
+                e = c.next().map_err(Error::from)?;
+            }
+        }
+        out.end_bucket().map_err(RestoreError::Write)?;
+    }
+    let file = out.finish().map_err(RestoreError::Write)?;
+    file.sync_all().map_err(|source| RestoreError::Io {
+        what: format!("cannot fsync {}", dst.display()),
+        source,
+    })?;
+    Ok(stats)
+}
