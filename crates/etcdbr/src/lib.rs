@@ -3,6 +3,7 @@
 //! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
 //! - [`initialize`]: validate a data directory and restore it when invalid.
 //! - [`restore`]: the latest backup set into a data directory, natively.
+//! - [`compact`]: the latest backup set folded into one new full snapshot, natively.
 //! - [`copy`]: backups from one store to another.
 //! - [`compress`]: the gzip, zlib and LZW codecs and their name suffixes.
 //! - [`delta_format`]: the delta snapshot JSON with its sha256 trailer.
@@ -12,6 +13,7 @@
 //! - [`schedule`]: cron schedules.
 
 pub mod backoff;
+pub mod compact;
 pub mod compress;
 pub mod copy;
 pub mod defrag;
@@ -24,5 +26,6 @@ mod pipe;
 pub mod restore;
 pub mod schedule;
 pub mod snapshotter;
+mod trailer;
 
 pub use error::{Error, RestoreFailure, Result};

@@ -73,6 +73,8 @@ pub struct RestoreReport {
     pub full: Snapshot,
     /// Deltas applied.
     pub deltas: usize,
+    /// The compression suffix of the newest snapshot applied (the last delta, else the full).
+    pub newest_suffix: String,
     /// Counts from the builder.
     pub stats: RestoreStats,
     /// Wall time.
@@ -186,6 +188,12 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     }
     match result {
         Ok(stats) => Ok(RestoreReport {
+            newest_suffix: set
+                .deltas
+                .last()
+                .unwrap_or(&full)
+                .compression_suffix
+                .clone(),
             full,
             deltas: set.deltas.len(),
             stats,

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         match command {
             Command::Snapshot(args) => cli::snapshot::run(*args, stop).await,
             Command::Restore(args) => cli::restore::run(*args).await,
-            Command::Compact(_) => not_yet("compact", 6),
+            Command::Compact(args) => cli::compact::run(*args).await,
             Command::Initialize(args) => cli::initialize::run(*args).await,
             Command::Server(_) => not_yet("server", 5),
             Command::Copy(args) => cli::copy::run(*args, stop).await,

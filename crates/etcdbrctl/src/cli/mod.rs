@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each parsing flags, calling the engine, and
 //! reporting.
 
+pub mod compact;
 pub mod copy;
 pub mod initialize;
 pub mod restore;
@@ -47,7 +48,10 @@ success; --data-dir must not exist. Exits non-zero when the store has no full sn
     )]
     Restore(Box<restore::RestoreArgs>),
     /// Restore the latest backup set and upload it as one new full snapshot
-    Compact(NotYet),
+    #[command(
+        long_about = "Folds the store's latest backup set (the newest full snapshot and the deltas after it) into one new full snapshot, without running etcd: the set is restored natively into <data-dir>.part (scratch, removed afterwards; --data-dir must not exist), the database is compacted at its last revision as etcd compacts (older revisions and deleted keys dropped), and the result is uploaded as Full-00000000-<revision>-<now> with the newest snapshot's compression and the base's .final mark. The old snapshots are left for garbage collection. Fails when the store has no full snapshot."
+    )]
+    Compact(Box<compact::CompactArgs>),
     /// Validate the etcd data directory and restore it from the store when it is invalid
     #[command(
         long_about = "Validates --data-dir as the original's initializer does: the wrong-volume guard \

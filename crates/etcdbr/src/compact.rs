@@ -1,0 +1,151 @@
+//! `compact`: fold the latest backup set (a full snapshot and its deltas) into one new full
+//! snapshot, natively: the set is restored with the restore builder, the database is compacted
+//! at its last revision as etcd would (history below it dropped), and the result is uploaded as
+//! `Full-00000000-<revision>-<now>` with the newest snapshot's compression and the base's
+//! `.final` mark, etcd's sha256 trailer appended. No etcd process runs; old objects are left for
+//! GC, as in the original.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::Utc;
+use etcd_datadir::compact::{CompactStats, compact_db};
+use etcd_datadir::layout;
+use etcdbr_types::Revision;
+use snapstore::{Kind, SnapStore, Snapshot};
+
+use crate::compress::Compression;
+use crate::error::{Error, RestoreFailure, Result};
+use crate::pipe::compressed_body;
+use crate::restore::{RestoreOptions, build_part};
+use crate::trailer::WithSha256Trailer;
+
+/// What to compact, and where to work.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CompactOptions {
+    /// The restore of the latest set; its `data_dir` is scratch space (it must not exist and is
+    /// removed afterwards).
+    pub restore: RestoreOptions,
+    /// Where the compacted database is staged before the upload (`--snapstore-temp-directory`).
+    pub temp_dir: PathBuf,
+}
+
+impl CompactOptions {
+    /// Options restoring with `restore` and staging in `temp_dir`.
+    #[must_use]
+    pub fn new(restore: RestoreOptions, temp_dir: PathBuf) -> CompactOptions {
+        CompactOptions { restore, temp_dir }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone)]
+pub struct CompactReport {
+    /// The new full snapshot.
+    pub snapshot: Snapshot,
+    /// The set's full snapshot.
+    pub base: Snapshot,
+    /// Deltas folded in.
+    pub deltas: usize,
+    /// Entries before and after compaction.
+    pub stats: CompactStats,
+    /// Bytes of the compacted database.
+    pub db_size: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Compacts the latest backup set of `store` into a new full snapshot in the same store.
+///
+/// # Errors
+/// No full snapshot, a scratch directory that exists, corrupt backups, disk or store failures.
+/// Nothing is uploaded on error and the scratch files are removed.
+pub async fn compact(store: &SnapStore, opts: &CompactOptions) -> Result<CompactReport> {
+    let started = Instant::now();
+    tracing::info!("Start compacting");
+    let scratch = layout::part_dir(&opts.restore.data_dir);
+    if opts.restore.data_dir.exists() {
+        return Err(RestoreFailure::TargetExists(opts.restore.data_dir.clone()).into());
+    }
+    let restored = build_part(store, &opts.restore).await?;
+    tracing::info!("Restoration for compaction is done.");
+    std::fs::create_dir_all(&opts.temp_dir).map_err(Error::io(format!(
+        "cannot create {}",
+        opts.temp_dir.display()
+    )))?;
+    let compacted = opts
+        .temp_dir
+        .join(format!("compacted-{}.db", std::process::id()));
+    let result = compact_and_upload(store, opts, &restored, &scratch, &compacted).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_file(&compacted);
+    let (snapshot, stats, db_size) = result?;
+    let report = CompactReport {
+        snapshot,
+        base: restored.full,
+        deltas: restored.deltas,
+        stats,
+        db_size,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        "Compacted snapshot name : {} ({} deltas folded in; key entries {} -> {}; {} bytes; {:.3}s)",
+        report.snapshot.snap_name,
+        report.deltas,
+        report.stats.entries_before,
+        report.stats.entries_after,
+        report.db_size,
+        report.seconds
+    );
+    Ok(report)
+}
+
+async fn compact_and_upload(
+    store: &SnapStore,
+    opts: &CompactOptions,
+    restored: &crate::restore::RestoreReport,
+    scratch: &std::path::Path,
+    compacted: &std::path::Path,
+) -> Result<(Snapshot, CompactStats, u64)> {
+    let (src, dst, format) = (
+        layout::db_path(scratch),
+        compacted.to_path_buf(),
+        opts.restore.format,
+    );
+    let stats = tokio::task::spawn_blocking(move || compact_db(&src, &dst, format))
+        .await
+        .map_err(|e| Error::Config(format!("the compaction task failed: {e}")))?
+        .map_err(|e| Error::Restore(RestoreFailure::Build(e)))?;
+    // The restored data dir is no longer needed: free its disk before the upload.
+    let _ = std::fs::remove_dir_all(scratch);
+    tracing::info!(
+        "Compacted the database at revision {}: {} of {} key entries kept",
+        stats.revision,
+        stats.entries_after,
+        stats.entries_before
+    );
+    let compression = Compression::from_suffix(&restored.newest_suffix)
+        .map_err(|e| RestoreFailure::Suffix(restored.newest_suffix.clone(), e))?;
+    let snapshot = Snapshot::new(
+        Kind::Full,
+        Revision::ZERO,
+        Revision(stats.revision),
+        Utc::now(),
+        compression.suffix(),
+        restored.full.is_final,
+        store.layout_prefix(),
+    );
+    let file = std::fs::File::open(compacted)
+        .map_err(Error::io(format!("cannot open {}", compacted.display())))?;
+    let db_size = file
+        .metadata()
+        .map_err(Error::io("cannot stat the compacted database"))?
+        .len();
+    let body = compressed_body(
+        WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
+        compression,
+    );
+    store.save(&snapshot, body, Some(db_size + 32)).await?;
+    Ok((snapshot, stats, db_size))
+}
