@@ -69,16 +69,21 @@ pub async fn defragment_cluster(etcd: &EtcdOptions) -> Result<Vec<MemberDefrag>>
         tracing::info!(
             "Defragmenting etcd member[{endpoint}] (leader: {leader}), db size before: {size_before} bytes"
         );
-        tokio::time::timeout(etcd.defrag_timeout, c.defragment())
+        let started = std::time::Instant::now();
+        let done = tokio::time::timeout(etcd.defrag_timeout, c.defragment())
             .await
             .map_err(|_| Error::Timeout {
                 op: "defragment etcd",
                 after: etcd.defrag_timeout,
-            })?
-            .map_err(|e| Error::Etcd {
-                op: "defragment",
-                source: e,
-            })?;
+            })
+            .and_then(|r| {
+                r.map_err(|e| Error::Etcd {
+                    op: "defragment",
+                    source: e,
+                })
+            });
+        crate::metrics::record_defragmentation(&endpoint, started.elapsed(), done.is_ok());
+        done?;
         let size_after = c
             .status()
             .await

@@ -94,12 +94,17 @@ pub async fn initialize(
         data_dir.display(),
         opts.mode
     );
+    let validation_started = std::time::Instant::now();
     let validation = tokio::task::spawn_blocking(move || validate(&input))
         .await
         .map_err(|e| Error::Io {
             what: "validation".into(),
             source: std::io::Error::other(e),
         })?;
+    crate::metrics::record_validation(
+        validation_started.elapsed(),
+        decide(validation.status) != Action::Fail,
+    );
     let action = decide(validation.status);
     tracing::info!(
         "Data directory status: {:?}: {}",
@@ -117,7 +122,12 @@ pub async fn initialize(
                 .to_string(),
             ));
         }
-        Action::Restore => restore_or_clear(store, opts, latest.is_some()).await?,
+        Action::Restore => {
+            let started = std::time::Instant::now();
+            let r = restore_or_clear(store, opts, latest.is_some()).await;
+            crate::metrics::record_restoration(false, started.elapsed(), r.is_ok());
+            r?
+        }
     };
     if let Some(tmp) = opts
         .snapstore_temp_dir

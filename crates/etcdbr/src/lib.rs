@@ -11,6 +11,7 @@
 //! - [`defrag`]: scheduled defragmentation of every member.
 //! - [`etcd`]: connecting to etcd with the original's flags.
 //! - [`schedule`]: cron schedules.
+//! - [`metrics`]: the original's `etcdbr_*` Prometheus metrics.
 
 pub mod backoff;
 pub mod compact;
@@ -22,6 +23,7 @@ mod error;
 pub mod etcd;
 pub mod gc;
 pub mod initialize;
+pub mod metrics;
 mod pipe;
 pub mod restore;
 pub mod schedule;

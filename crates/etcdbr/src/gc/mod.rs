@@ -452,6 +452,6 @@ pub async fn run_periodically(
                 s.snap_name
             );
         }
-        execute(&store, &plan, |_, _| {}).await;
+        execute(&store, &plan, crate::metrics::record_gc).await;
     }
 }

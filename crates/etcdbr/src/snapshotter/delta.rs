@@ -122,6 +122,17 @@ pub(crate) async fn upload(
     compression: Compression,
 ) -> Result<Snapshot> {
     let started = std::time::Instant::now();
+    let r = save(store, delta, compression).await;
+    crate::metrics::record_snapshot(
+        crate::metrics::KIND_INCR,
+        started.elapsed(),
+        r.as_ref().ok(),
+    );
+    r
+}
+
+async fn save(store: SnapStore, delta: PendingDelta, compression: Compression) -> Result<Snapshot> {
+    let started = std::time::Instant::now();
     let snapshot = Snapshot::new(
         Kind::Incr,
         Revision(delta.start),

@@ -171,6 +171,22 @@ pub async fn take_full_snapshot(
     opts: &FullSnapshotOptions,
     is_final: bool,
 ) -> Result<Snapshot> {
+    let started = Instant::now();
+    let r = full_snapshot(client, store, opts, is_final).await;
+    crate::metrics::record_snapshot(
+        crate::metrics::KIND_FULL,
+        started.elapsed(),
+        r.as_ref().ok(),
+    );
+    r
+}
+
+async fn full_snapshot(
+    client: &mut Client,
+    store: &SnapStore,
+    opts: &FullSnapshotOptions,
+    is_final: bool,
+) -> Result<Snapshot> {
     let started_at: DateTime<Utc> = Utc::now();
     let started = Instant::now();
     let received = receive(client, opts).await?;

@@ -118,6 +118,7 @@ impl Snapshotter {
                 Ok(()) => return Ok(()),
                 Err(e @ Error::Config(_)) => return Err(e),
                 Err(e) => {
+                    crate::metrics::record_failure(&e);
                     if e.needs_full_snapshot() {
                         need_full = true;
                     }

@@ -1,0 +1,323 @@
+//! The original's Prometheus metrics (`etcdbr_*`, reference §7.6), with the same names, types
+//! and labels, recorded by the engine and served by the server's `/metrics`. One difference:
+//! `etcdbr_snapshotter_failure`'s `error` label is a bounded kind (see [`error_kind`]), not the
+//! raw message, so its cardinality stays fixed.
+
+mod process;
+mod registry;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use registry::{DEFAULT_BUCKETS, Family, MetricKind, fmt_f64};
+
+use crate::error::Error;
+
+/// `kind` label value of full snapshots.
+pub const KIND_FULL: &str = "Full";
+/// `kind` label value of delta snapshots.
+pub const KIND_INCR: &str = "Incr";
+/// `kind` label value of chunk objects.
+pub const KIND_CHUNK: &str = "Chunk";
+const KINDS: [&str; 3] = [KIND_FULL, KIND_INCR, KIND_CHUNK];
+const BOOLS: [&str; 2] = ["true", "false"];
+/// `restore` label value of a single-member cluster's restore.
+pub const RESTORE_SINGLE_NODE: &str = "single_node";
+/// `restore` label value of one member's restore in a multi-member cluster.
+pub const RESTORE_SINGLE_MEMBER: &str = "single_member";
+/// Every value of `etcdbr_snapshotter_failure`'s `error` label.
+pub const ERROR_KINDS: [&str; 8] = [
+    "etcd",
+    "watch",
+    "revision_gap",
+    "compacted",
+    "snapshot",
+    "store",
+    "io",
+    "other",
+];
+
+/// Every metric family of the original.
+#[derive(Debug)]
+#[allow(missing_docs)] // each field is documented by its Prometheus help text
+pub struct Metrics {
+    pub snapshot_gc_total: Family,
+    pub snapshot_latest_revision: Family,
+    pub snapshot_latest_timestamp: Family,
+    pub snapshot_required: Family,
+    pub snapshot_duration_seconds: Family,
+    pub validation_duration_seconds: Family,
+    pub restoration_duration_seconds: Family,
+    pub defragmentation_duration_seconds: Family,
+    pub snapstore_latest_deltas_total: Family,
+    pub snapstore_latest_deltas_revisions_total: Family,
+    pub snapshotter_failure: Family,
+    pub cluster_size: Family,
+    pub is_learner: Family,
+    pub is_learner_count_total: Family,
+    pub add_learner_duration_seconds: Family,
+    pub member_remove_duration_seconds: Family,
+    pub member_promote_duration_seconds: Family,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        use MetricKind::{Counter, Gauge, Histogram};
+        let f = |name: &str, help, kind, labels| {
+            Family::new(format!("etcdbr_{name}"), help, kind, labels)
+        };
+        let m = Metrics {
+            snapshot_gc_total: f(
+                "snapshot_gc_total",
+                "Total number of garbage collected snapshots.",
+                Counter,
+                &["kind", "succeeded"],
+            ),
+            snapshot_latest_revision: f(
+                "snapshot_latest_revision",
+                "Revision number of latest snapshot taken.",
+                Gauge,
+                &["kind"],
+            ),
+            snapshot_latest_timestamp: f(
+                "snapshot_latest_timestamp",
+                "Timestamp of latest snapshot taken.",
+                Gauge,
+                &["kind"],
+            ),
+            snapshot_required: f(
+                "snapshot_required",
+                "Indicates whether a snapshot is required to be taken.",
+                Gauge,
+                &["kind"],
+            ),
+            snapshot_duration_seconds: f(
+                "snapshot_duration_seconds",
+                "Total latency distribution of saving snapshot to object store.",
+                Histogram,
+                &["kind", "succeeded"],
+            ),
+            validation_duration_seconds: f(
+                "validation_duration_seconds",
+                "Total latency distribution of validating data directory.",
+                Histogram,
+                &["succeeded"],
+            ),
+            restoration_duration_seconds: f(
+                "restoration_duration_seconds",
+                "Total latency distribution required to restore the etcd member.",
+                Histogram,
+                &["restore", "succeeded"],
+            ),
+            defragmentation_duration_seconds: f(
+                "defragmentation_duration_seconds",
+                "Total latency distribution of defragmentation of each etcd cluster member.",
+                Histogram,
+                &["succeeded", "endpoint"],
+            ),
+            snapstore_latest_deltas_total: f(
+                "snapstore_latest_deltas_total",
+                "Total number of delta snapshots taken since the latest full snapshot.",
+                Gauge,
+                &[],
+            ),
+            snapstore_latest_deltas_revisions_total: f(
+                "snapstore_latest_deltas_revisions_total",
+                "Total number of revisions stored in delta snapshots taken since the latest full snapshot.",
+                Gauge,
+                &[],
+            ),
+            snapshotter_failure: f(
+                "snapshotter_failure",
+                "Total number of snapshotter errors.",
+                Counter,
+                &["error"],
+            ),
+            cluster_size: f("cluster_size", "Current size of etcd cluster.", Gauge, &[]),
+            is_learner: f("is_learner", "Member is a learner or not.", Gauge, &[]),
+            is_learner_count_total: f(
+                "is_learner_count_total",
+                "Total number times member added as the learner.",
+                Counter,
+                &["succeeded"],
+            ),
+            add_learner_duration_seconds: f(
+                "add_learner_duration_seconds",
+                "Total latency distribution required to add the etcd member as a learner to the cluster.",
+                Histogram,
+                &["succeeded"],
+            ),
+            member_remove_duration_seconds: f(
+                "member_remove_duration_seconds",
+                "Total latency distribution required to remove the etcd member from the cluster.",
+                Histogram,
+                &["succeeded"],
+            ),
+            member_promote_duration_seconds: f(
+                "member_promote_duration_seconds",
+                "Total latency distribution required to promote the learner to the voting member.",
+                Histogram,
+                &["succeeded"],
+            ),
+        };
+        for k in KINDS {
+            for b in BOOLS {
+                m.snapshot_gc_total.touch(&[k, b]);
+                m.snapshot_duration_seconds.touch(&[k, b]);
+            }
+            m.snapshot_latest_revision.touch(&[k]);
+            m.snapshot_latest_timestamp.touch(&[k]);
+            m.snapshot_required.touch(&[k]);
+        }
+        for b in BOOLS {
+            m.validation_duration_seconds.touch(&[b]);
+            m.is_learner_count_total.touch(&[b]);
+            m.add_learner_duration_seconds.touch(&[b]);
+            m.member_remove_duration_seconds.touch(&[b]);
+            m.member_promote_duration_seconds.touch(&[b]);
+            for r in [RESTORE_SINGLE_NODE, RESTORE_SINGLE_MEMBER] {
+                m.restoration_duration_seconds.touch(&[r, b]);
+            }
+        }
+        for e in ERROR_KINDS {
+            m.snapshotter_failure.touch(&[e]);
+        }
+        for g in [
+            &m.snapstore_latest_deltas_total,
+            &m.snapstore_latest_deltas_revisions_total,
+            &m.cluster_size,
+            &m.is_learner,
+        ] {
+            g.touch(&[]);
+        }
+        m
+    }
+
+    fn families(&self) -> [&Family; 17] {
+        [
+            &self.snapshot_gc_total,
+            &self.snapshot_latest_revision,
+            &self.snapshot_latest_timestamp,
+            &self.snapshot_required,
+            &self.snapshot_duration_seconds,
+            &self.validation_duration_seconds,
+            &self.restoration_duration_seconds,
+            &self.defragmentation_duration_seconds,
+            &self.snapstore_latest_deltas_total,
+            &self.snapstore_latest_deltas_revisions_total,
+            &self.snapshotter_failure,
+            &self.cluster_size,
+            &self.is_learner,
+            &self.is_learner_count_total,
+            &self.add_learner_duration_seconds,
+            &self.member_remove_duration_seconds,
+            &self.member_promote_duration_seconds,
+        ]
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+/// Every metric in the text exposition format: the `etcdbr_*` families, the network counters
+/// and the standard `process_*` metrics.
+#[must_use]
+pub fn encode() -> String {
+    let mut out = String::new();
+    for f in metrics().families() {
+        f.encode(&mut out);
+    }
+    process::encode(&mut out);
+    out
+}
+
+fn bool_label(ok: bool) -> &'static str {
+    if ok { "true" } else { "false" }
+}
+
+/// Records a snapshot attempt: its duration, and on success the latest revision and time.
+pub fn record_snapshot(kind: &str, took: Duration, saved: Option<&snapstore::Snapshot>) {
+    let m = metrics();
+    m.snapshot_duration_seconds
+        .observe(&[kind, bool_label(saved.is_some())], took.as_secs_f64());
+    if let Some(s) = saved {
+        m.snapshot_latest_revision
+            .set(&[kind], s.last_revision.get() as f64);
+        m.snapshot_latest_timestamp
+            .set(&[kind], s.created_on.timestamp() as f64);
+        m.snapshot_required.set(&[kind], 0.0);
+        if kind == KIND_FULL {
+            m.snapstore_latest_deltas_total.set(&[], 0.0);
+            m.snapstore_latest_deltas_revisions_total.set(&[], 0.0);
+        } else {
+            m.snapstore_latest_deltas_total.inc(&[]);
+            m.snapstore_latest_deltas_revisions_total.add(
+                &[],
+                (s.last_revision.get() - s.start_revision.get() + 1) as f64,
+            );
+        }
+    }
+}
+
+/// Records a snapshotter failure under its bounded kind.
+pub fn record_failure(e: &Error) {
+    metrics().snapshotter_failure.inc(&[error_kind(e)]);
+}
+
+/// Records one GC deletion attempt.
+pub fn record_gc(snapshot: &snapstore::Snapshot, ok: bool) {
+    let kind = if snapshot.is_chunk {
+        KIND_CHUNK
+    } else if snapshot.kind == snapstore::Kind::Full {
+        KIND_FULL
+    } else {
+        KIND_INCR
+    };
+    metrics().snapshot_gc_total.inc(&[kind, bool_label(ok)]);
+}
+
+/// Records a validation of the data directory.
+pub fn record_validation(took: Duration, ok: bool) {
+    metrics()
+        .validation_duration_seconds
+        .observe(&[bool_label(ok)], took.as_secs_f64());
+}
+
+/// Records a restore.
+pub fn record_restoration(single_member: bool, took: Duration, ok: bool) {
+    let kind = if single_member {
+        RESTORE_SINGLE_MEMBER
+    } else {
+        RESTORE_SINGLE_NODE
+    };
+    metrics()
+        .restoration_duration_seconds
+        .observe(&[kind, bool_label(ok)], took.as_secs_f64());
+}
+
+/// Records the defragmentation of one member.
+pub fn record_defragmentation(endpoint: &str, took: Duration, ok: bool) {
+    metrics()
+        .defragmentation_duration_seconds
+        .observe(&[bool_label(ok), endpoint], took.as_secs_f64());
+}
+
+/// The bounded `error` label of a snapshotter failure.
+#[must_use]
+pub fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::Etcd { .. } | Error::Timeout { .. } | Error::RevisionWentBack { .. } => "etcd",
+        Error::Watch(_) => "watch",
+        Error::RevisionGap { .. } => "revision_gap",
+        Error::Compacted { .. } => "compacted",
+        Error::MissingSnapshotHash { .. }
+        | Error::SnapshotHashMismatch { .. }
+        | Error::SnapshotDb(_) => "snapshot",
+        Error::Store(_) | Error::CopyFailed { .. } => "store",
+        Error::Io { .. } => "io",
+        _ => "other",
+    }
+}
