@@ -11,19 +11,25 @@
 
 mod delta;
 mod full;
+mod handle;
+mod startup;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::Local;
 use etcd_client::{Client, WatchOptions};
 use snapstore::{SnapStore, Snapshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use full::{FullSnapshotOptions, take_full_snapshot};
+use handle::{Request, answer, refuse};
+pub use handle::{SnapshotterHandle, TriggerError};
+pub use startup::full_required;
 
 use crate::backoff::ExponentialBackoff;
 use crate::error::{Error, Result};
@@ -82,17 +88,44 @@ pub struct Snapshotter {
     store: SnapStore,
     opts: SnapshotterOptions,
     saved: Arc<AtomicI64>,
+    last_full: std::sync::Mutex<Option<Snapshot>>,
+    active: Arc<AtomicBool>,
+    tx: mpsc::Sender<Request>,
+    requests: tokio::sync::Mutex<mpsc::Receiver<Request>>,
+}
+
+/// Clears the active flag when a session ends, however it ends.
+struct ActiveGuard<'a>(&'a AtomicBool);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Snapshotter {
     /// A snapshotter; nothing happens until [`Snapshotter::run`].
     #[must_use]
     pub fn new(etcd: EtcdOptions, store: SnapStore, opts: SnapshotterOptions) -> Snapshotter {
+        let (tx, rx) = mpsc::channel(8);
         Snapshotter {
             etcd,
             store,
             opts,
             saved: Arc::new(AtomicI64::new(0)),
+            last_full: std::sync::Mutex::new(None),
+            active: Arc::new(AtomicBool::new(false)),
+            tx,
+            requests: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// A handle for out-of-schedule snapshots.
+    #[must_use]
+    pub fn handle(&self) -> SnapshotterHandle {
+        SnapshotterHandle {
+            tx: self.tx.clone(),
+            active: Arc::clone(&self.active),
         }
     }
 
@@ -110,11 +143,12 @@ impl Snapshotter {
     /// Never for failures of etcd or the store (they are retried); only for configuration
     /// errors that a retry cannot fix.
     pub async fn run(&self, stop: CancellationToken) -> Result<()> {
+        let mut requests = self.requests.lock().await;
         let mut need_full = self.opts.start_with_full_snapshot || !self.resume_from_store().await;
         let mut backoff = self.opts.backoff.clone();
         loop {
             let started = Instant::now();
-            match self.session(&stop, &mut need_full).await {
+            match self.session(&stop, &mut need_full, &mut requests).await {
                 Ok(()) => return Ok(()),
                 Err(e @ Error::Config(_)) => return Err(e),
                 Err(e) => {
@@ -136,25 +170,43 @@ impl Snapshotter {
                         },
                         delay
                     );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.cancelled() => return Ok(()),
+                    let wake = Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(wake) => break,
+                            () = stop.cancelled() => return Ok(()),
+                            Some(r) = requests.recv() => refuse(r),
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Picks up the chain the store ends with; false when there is none to continue.
+    /// Picks up the chain the store ends with; false when there is none to continue or a full
+    /// snapshot is due at start-up (see [`full_required`]).
     async fn resume_from_store(&self) -> bool {
         match self.store.latest_set().await {
-            Ok(set) if set.full.is_some() => {
+            Ok(set) => {
                 let rev = set.last_revision().map_or(0, etcdbr_types::Revision::get);
-                tracing::info!("Resuming the backup chain of the store at revision {rev}");
                 self.saved.store(rev, Ordering::SeqCst);
+                if let Ok(mut l) = self.last_full.lock() {
+                    l.clone_from(&set.full);
+                }
+                if let Some(why) =
+                    full_required(set.full.as_ref(), &self.opts.schedule, Local::now())
+                {
+                    tracing::info!("Taking a full snapshot at start-up: {why}");
+                    crate::metrics::metrics()
+                        .snapshot_required
+                        .set(&[crate::metrics::KIND_FULL], 1.0);
+                    return false;
+                }
+                tracing::info!(
+                    "Resuming the backup chain of the store at revision {rev} with an initial delta snapshot"
+                );
                 true
             }
-            Ok(_) => false,
             Err(e) => {
                 tracing::warn!(
                     "Cannot list the store to resume its chain: {}; taking a full snapshot",
@@ -165,11 +217,17 @@ impl Snapshotter {
         }
     }
 
-    async fn session(&self, stop: &CancellationToken, need_full: &mut bool) -> Result<()> {
+    async fn session(
+        &self,
+        stop: &CancellationToken,
+        need_full: &mut bool,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> Result<()> {
         let mut client = tokio::select! {
             c = self.etcd.connect() => c?,
             () = stop.cancelled() => return Ok(()),
         };
+        let _active = ActiveGuard(&self.active);
         let saved = self.saved.load(Ordering::SeqCst);
         if !*need_full && saved > 0 {
             let current = etcd::current_revision(&mut client, self.etcd.connection_timeout).await?;
@@ -179,11 +237,13 @@ impl Snapshotter {
                 *need_full = true;
             }
         }
-        if *need_full || saved == 0 {
+        let resumed = !(*need_full || saved == 0);
+        if !resumed {
             self.full(&mut client, false).await?;
             *need_full = false;
         }
         let mut next_full = self.next_full()?;
+        self.active.store(true, Ordering::SeqCst);
 
         if !self.opts.deltas_enabled() {
             tracing::info!("Delta snapshots are disabled (--delta-snapshot-period below 1s)");
@@ -194,6 +254,15 @@ impl Snapshotter {
                         self.full(&mut client, false).await?;
                         next_full = self.next_full()?;
                     }
+                    Some(r) = requests.recv() => match r {
+                        Request::Full { is_final, reply } => {
+                            answer(reply, self.full_on_demand(&mut client, is_final).await)?;
+                            next_full = self.next_full()?;
+                        }
+                        Request::Delta { reply } => {
+                            let _ = reply.send(Err("delta snapshots are disabled (--delta-snapshot-period below 1s)".into()));
+                        }
+                    },
                 }
             }
         }
@@ -202,6 +271,14 @@ impl Snapshotter {
         let mut watch = self.open_watch(&client, chain.seen_revision() + 1).await?;
         let mut next_delta = Instant::now() + self.opts.delta_period;
         let mut inflight: Option<JoinHandle<Result<Snapshot>>> = None;
+        if resumed {
+            // The initial delta: everything written since the store's last snapshot.
+            self.catch_up(&mut client, &mut watch, &mut chain).await;
+            self.flush(&mut chain, &mut inflight).await?;
+            if let Some(h) = inflight.take() {
+                self.finish_upload(h).await?;
+            }
+        }
         loop {
             tokio::select! {
                 () = stop.cancelled() => {
@@ -232,6 +309,32 @@ impl Snapshotter {
                     inflight = None;
                     self.record(done)?;
                 }
+                Some(r) = requests.recv() => match r {
+                    Request::Full { is_final, reply } => {
+                        if let Some(h) = inflight.take() {
+                            self.finish_upload(h).await?;
+                        }
+                        drop(watch);
+                        answer(reply, self.full_on_demand(&mut client, is_final).await)?;
+                        chain = DeltaChain::new(self.saved.load(Ordering::SeqCst));
+                        watch = self.open_watch(&client, chain.seen_revision() + 1).await?;
+                        next_full = self.next_full()?;
+                        next_delta = Instant::now() + self.opts.delta_period;
+                    }
+                    Request::Delta { reply } => {
+                        if let Some(h) = inflight.take() {
+                            self.finish_upload(h).await?;
+                        }
+                        self.catch_up(&mut client, &mut watch, &mut chain).await;
+                        self.flush(&mut chain, &mut inflight).await?;
+                        let r = match inflight.take() {
+                            Some(h) => self.finish_upload(h).await.map(Some),
+                            None => Ok(None),
+                        };
+                        answer(reply, r)?;
+                        next_delta = Instant::now() + self.opts.delta_period;
+                    }
+                },
                 msg = watch.message() => {
                     let resp = msg.map_err(|e| Error::Etcd { op: "watch", source: e })?
                         .ok_or_else(|| Error::Watch("stream ended".into()))?;
@@ -310,7 +413,27 @@ impl Snapshotter {
         tracing::info!("Taking scheduled full snapshot for time: {}", Local::now());
         let s = take_full_snapshot(client, &self.store, &self.opts.full, is_final).await?;
         self.saved.store(s.last_revision.get(), Ordering::SeqCst);
+        if let Ok(mut l) = self.last_full.lock() {
+            *l = Some(s.clone());
+        }
         Ok(s)
+    }
+
+    /// A full snapshot asked for over HTTP; a final one is skipped when the previous full
+    /// snapshot is final and etcd has not moved since.
+    async fn full_on_demand(&self, client: &mut Client, is_final: bool) -> Result<Snapshot> {
+        let prev = self.last_full.lock().ok().and_then(|l| l.clone());
+        if is_final && let Some(prev) = prev.filter(|p| p.is_final) {
+            let current = etcd::current_revision(client, self.etcd.connection_timeout).await?;
+            if current == prev.last_revision.get() {
+                tracing::info!(
+                    "Skipping the final full snapshot: {} is final and at etcd's revision {current}",
+                    prev.snap_name
+                );
+                return Ok(prev);
+            }
+        }
+        self.full(client, is_final).await
     }
 
     async fn open_watch(&self, client: &Client, from: i64) -> Result<etcd_client::WatchStream> {
@@ -351,20 +474,20 @@ impl Snapshotter {
         Ok(())
     }
 
-    async fn finish_upload(&self, h: JoinHandle<Result<Snapshot>>) -> Result<()> {
+    async fn finish_upload(&self, h: JoinHandle<Result<Snapshot>>) -> Result<Snapshot> {
         self.record(h.await)
     }
 
     fn record(
         &self,
         done: std::result::Result<Result<Snapshot>, tokio::task::JoinError>,
-    ) -> Result<()> {
+    ) -> Result<Snapshot> {
         let s = done.map_err(|e| Error::Io {
             what: "delta upload task".into(),
             source: std::io::Error::other(e),
         })??;
         self.saved.store(s.last_revision.get(), Ordering::SeqCst);
-        Ok(())
+        Ok(s)
     }
 }
 
