@@ -106,7 +106,7 @@ fn version_and_subcommands() {
     ] {
         assert!(help.contains(sub), "{sub} missing from --help");
     }
-    let out = run(&["compact"]);
+    let out = run(&["server"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
 }
