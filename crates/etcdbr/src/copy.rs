@@ -160,16 +160,16 @@ pub async fn copy_backups(
                 );
                 report.skipped += 1;
             } else {
-                todo.push(s);
+                todo.push(s.clone());
             }
         }
     }
     let dest_prefix = dest.layout_prefix().to_owned();
     let copies = futures::stream::iter(todo)
-        .map(|s| {
-            let dest_prefix = &dest_prefix;
+        .map(|s: Snapshot| {
+            let (source, dest, dest_prefix) = (source.clone(), dest.clone(), dest_prefix.clone());
             async move {
-                copy_one(source, dest, s, dest_prefix)
+                copy_one(&source, &dest, &s, &dest_prefix)
                     .await
                     .map_err(|e| (s.snap_name.clone(), e))
             }

@@ -10,12 +10,15 @@ use std::path::PathBuf;
 
 use etcd_datadir::layout;
 use etcd_datadir::validate::{
-    Action, DataDirStatus, Validation, ValidationInput, ValidationMode, decide, validate,
+    Action, DataDirStatus, Validation, ValidationInput, decide, validate,
 };
 use snapstore::SnapStore;
 
 use crate::error::{Error, Result};
 use crate::restore::{RestoreOptions, build_part, swap_in};
+
+/// The validation modes (`--validation-mode`, `/initialization/start?mode=`).
+pub use etcd_datadir::validate::ValidationMode;
 
 /// Inputs of [`initialize`].
 #[derive(Debug, Clone)]

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return ExitCode::from(2);
     };
-    init_logging();
+    let default_filter = match &command {
+        Command::Server(args) => cli::server::log_filter(args.log_level()),
+        _ => "info",
+    };
+    init_logging(default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
             Command::Restore(args) => cli::restore::run(*args).await,
             Command::Compact(args) => cli::compact::run(*args).await,
             Command::Initialize(args) => cli::initialize::run(*args).await,
-            Command::Server(_) => not_yet("server", 5),
+            Command::Server(args) => cli::server::run(*args, stop).await,
             Command::Copy(args) => cli::copy::run(*args, stop).await,
         }
     });
@@ -55,15 +59,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn not_yet(name: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the {name} subcommand is not implemented yet in etcdbrctl (tracked in issue {issue})"
-    )
-}
-
-fn init_logging() {
+fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
+        tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,tower=warn,hyper=warn"))
     });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

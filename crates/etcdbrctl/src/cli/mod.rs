@@ -5,6 +5,7 @@ pub mod compact;
 pub mod copy;
 pub mod initialize;
 pub mod restore;
+pub mod server;
 pub mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -63,18 +64,20 @@ etcd is an error."
     )]
     Initialize(Box<initialize::InitializeArgs>),
     /// Run as a sidecar: HTTP API, initialization, leader election, snapshots, GC, defragmentation
-    Server(NotYet),
+    #[command(
+        long_about = "Runs beside an etcd member: an HTTP API on --server-port (/initialization/start and \
+/initialization/status for etcd's start-up script, /snapshot/full[?final=true], /snapshot/delta, \
+/snapshot/latest, /healthz, /metrics, /config), and leader election: every --reelection-period the sidecar asks \
+its etcd member (the first of --endpoints) whether it leads. Only the leader's sidecar takes snapshots, \
+garbage-collects, defragments and syncs the secondary store; snapshot requests reaching a follower are \
+forwarded to the leader's sidecar. At start the leader resumes the store's chain with an initial delta, or \
+takes a full snapshot when none exists, the last is final, or it is older than the schedule's window. \
+--config-file takes the original's YAML; flags given on the command line win over it."
+    )]
+    Server(Box<server::ServerArgs>),
     /// Copy backups from a source store to a destination store
     #[command(
         long_about = "Copies backup sets (a full snapshot and its deltas) from the --source-* store to the store named by the unprefixed store flags, newest first, filtered by --max-backups-to-copy and --max-backup-age. Objects the destination already has are skipped (names compared without .final), and .final is dropped at the destination. Each object streams from store to store; an interrupted copy leaves no partial object, so running it again finishes the job. Empty --source-storage-provider and --source-store-prefix are taken from the destination flags; the source's credentials are read from the SOURCE_-prefixed variables."
     )]
     Copy(Box<copy::CopyArgs>),
-}
-
-/// Arguments of a subcommand that is not implemented yet.
-#[derive(Debug, clap::Args)]
-pub struct NotYet {
-    /// (flags of this subcommand are not parsed yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
 }

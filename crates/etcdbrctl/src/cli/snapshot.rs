@@ -2,7 +2,7 @@
 
 use clap::Args;
 use etcdbr::gc;
-use etcdbr::snapshotter::{FullSnapshotOptions, Snapshotter, SnapshotterOptions};
+use etcdbr::snapshotter::Snapshotter;
 use snapstore::Provider;
 use tokio_util::sync::CancellationToken;
 
@@ -58,15 +58,12 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
         args.defrag.defragmentation_schedule
     );
 
-    let full = FullSnapshotOptions {
-        temp_dir: store_config.temp_dir.clone(),
+    let opts = args.snapshotter.snapshotter_options(
         compression,
-        snapshot_timeout: etcd.snapshot_timeout,
-    };
-    let mut opts = SnapshotterOptions::new(args.snapshotter.schedule.clone(), full);
-    opts.delta_period = args.snapshotter.delta_snapshot_period;
-    opts.delta_memory_limit = args.snapshotter.delta_memory_limit();
-    opts.backoff = args.backoff.backoff();
+        &args.backoff,
+        &store_config.temp_dir,
+        etcd.snapshot_timeout,
+    );
     let snapshotter = Snapshotter::new(etcd.clone(), store.clone(), opts);
 
     let gc_task = tokio::spawn(gc::run_periodically(
@@ -91,7 +88,11 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+/// Creates `--snapstore-temp-directory` when missing (mode 0700).
+///
+/// # Errors
+/// The directory cannot be created.
+pub fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         tracing::info!(

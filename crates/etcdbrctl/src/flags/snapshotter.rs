@@ -75,6 +75,27 @@ impl SnapshotterFlags {
         o
     }
 
+    /// The snapshotter's options: these flags with `compression`, `backoff`, and full snapshots
+    /// staged in `temp_dir` within `snapshot_timeout`.
+    pub fn snapshotter_options(
+        &self,
+        compression: etcdbr::compress::Compression,
+        backoff: &BackoffFlags,
+        temp_dir: &std::path::Path,
+        snapshot_timeout: Duration,
+    ) -> etcdbr::snapshotter::SnapshotterOptions {
+        let full = etcdbr::snapshotter::FullSnapshotOptions {
+            temp_dir: temp_dir.to_path_buf(),
+            compression,
+            snapshot_timeout,
+        };
+        let mut opts = etcdbr::snapshotter::SnapshotterOptions::new(self.schedule.clone(), full);
+        opts.delta_period = self.delta_snapshot_period;
+        opts.delta_memory_limit = self.delta_memory_limit();
+        opts.backoff = backoff.backoff();
+        opts
+    }
+
     /// `--delta-snapshot-memory-limit`, with the original's reset of values below 1.
     pub fn delta_memory_limit(&self) -> usize {
         if self.delta_snapshot_memory_limit < 1 {

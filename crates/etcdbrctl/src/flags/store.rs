@@ -1,5 +1,6 @@
-//! Snapstore flags (the original's `SnapstoreConfig`), in the spellings the original has:
-//! unprefixed (the store) and `source-` (`copy`'s source); `secondary-` comes with the server.
+//! Snapstore flags (the original's `SnapstoreConfig`), in the three spellings the original has:
+//! unprefixed (the store), `source-` (`copy`'s source) and `secondary-` (the server's second
+//! store).
 
 use std::path::PathBuf;
 
@@ -92,6 +93,15 @@ store_flags!(
     "the source store"
 );
 
+store_flags!(
+    /// The server's second store, kept in sync with the first.
+    SecondaryStoreFlags,
+    "secondary-",
+    "SECONDARY_",
+    "Secondary snapshot store",
+    "the secondary store"
+);
+
 /// Opens the store and checks at once that it can be listed, so bad credentials, a missing
 /// bucket or an unreachable endpoint stop the command at start-up.
 ///
@@ -140,5 +150,20 @@ impl SourceStoreFlags {
             c.temp_dir.clone_from(&destination.temp_dir);
         }
         finish(c, "SOURCE_")
+    }
+}
+
+impl SecondaryStoreFlags {
+    /// The secondary store's configuration, or `None` when no secondary provider is given.
+    ///
+    /// # Errors
+    /// An unknown provider or invalid values, with the flag named.
+    pub fn to_config(&self) -> anyhow::Result<Option<StoreConfig>> {
+        let Some(provider) = self.provider()? else {
+            return Ok(None);
+        };
+        let mut c = self.raw();
+        c.provider = Some(provider);
+        finish(c, "SECONDARY_").map(Some)
     }
 }

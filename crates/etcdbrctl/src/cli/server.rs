@@ -1,0 +1,257 @@
+//! `etcdbrctl server`: the sidecar (HTTP API, initialization, leader election, and on the
+//! leader the snapshotter, GC, defragmentation and secondary sync).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use etcdbr::initialize::{InitializeOptions, ValidationMode};
+use etcdbr_server::{SecondaryOptions, ServerOptions};
+use snapstore::Provider;
+use tokio_util::sync::CancellationToken;
+
+use crate::flags::etcd::EtcdFlags;
+use crate::flags::restoration::RestorationFlags;
+use crate::flags::snapshotter::{BackoffFlags, CompressionFlags, DefragFlags, SnapshotterFlags};
+use crate::flags::store::{SecondaryStoreFlags, StoreFlags};
+use crate::flags::values::{go_bool, go_duration};
+
+/// Flags of `server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    server: ServerFlags,
+    #[command(flatten)]
+    etcd: EtcdFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    secondary: SecondaryStoreFlags,
+    #[command(flatten)]
+    secondary_sync: SecondarySyncFlags,
+    #[command(flatten)]
+    snapshotter: SnapshotterFlags,
+    #[command(flatten)]
+    compression: CompressionFlags,
+    #[command(flatten)]
+    backoff: BackoffFlags,
+    #[command(flatten)]
+    defrag: DefragFlags,
+    #[command(flatten)]
+    restoration: RestorationFlags,
+    #[command(flatten)]
+    health: HealthFlags,
+}
+
+/// The HTTP server and leader election.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
+struct ServerFlags {
+    /// Port of the HTTP API
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    server_port: u16,
+
+    /// TLS certificate of the HTTP API (PEM); HTTPS when given with --server-key
+    #[arg(long, default_value = "")]
+    server_cert: String,
+
+    /// TLS key of the HTTP API (PEM)
+    #[arg(long, default_value = "")]
+    server_key: String,
+
+    /// Accepted for compatibility; Go's pprof endpoints do not exist in etcdbr (a warning is logged)
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    enable_profiling: bool,
+
+    /// How often this sidecar asks its etcd member whether it leads (more than 1s)
+    #[arg(long, value_parser = go_duration, default_value = "5s")]
+    reelection_period: Duration,
+
+    /// Timeout of the leader check's etcd call (more than 1s)
+    #[arg(long, value_parser = go_duration, default_value = "5s")]
+    etcd_connection_timeout_leader_election: Duration,
+
+    /// YAML file with the original's configuration keys; its values apply where the same flag is
+    /// not given on the command line
+    #[arg(long, default_value = "")]
+    config_file: String,
+
+    /// Log level as the original's logrus numbers: 4 info, 5 debug, 6 trace (RUST_LOG, when set, wins)
+    #[arg(long, default_value_t = 4)]
+    log_level: u8,
+
+    /// Accepted for compatibility; peer URL changes are not applied by etcdbr (a warning is logged)
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    use_etcd_wrapper: bool,
+}
+
+/// Copying backups to the secondary store.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Secondary snapshot store")]
+struct SecondarySyncFlags {
+    /// Copy backups to the --secondary-* store from the leader, and garbage-collect it with the same policy
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    secondary_backup_sync_enabled: bool,
+
+    /// How often new backups are copied to the secondary store
+    #[arg(long, value_parser = go_duration, default_value = "1h")]
+    secondary_backup_sync_period: Duration,
+}
+
+/// Kubernetes Lease renewal (not supported by etcdbr yet; the flags are accepted).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Kubernetes leases (not supported yet)")]
+struct HealthFlags {
+    /// Accepted; etcdbr does not update snapshot Leases yet (a warning is logged)
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    enable_snapshot_lease_renewal: bool,
+
+    /// Accepted; etcdbr does not renew member Leases yet (a warning is logged)
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    enable_member_lease_renewal: bool,
+
+    /// Member Lease renewal period
+    #[arg(long, value_parser = go_duration, default_value = "30s")]
+    k8s_heartbeat_duration: Duration,
+
+    /// Name of the full snapshot Lease
+    #[arg(long, default_value = "full-snapshot-revisions")]
+    full_snapshot_lease_name: String,
+
+    /// Name of the delta snapshot Lease
+    #[arg(long, default_value = "delta-snapshot-revisions")]
+    delta_snapshot_lease_name: String,
+}
+
+/// The log filter `--log-level` asks for.
+#[must_use]
+pub fn log_filter(level: u8) -> &'static str {
+    match level {
+        0..=3 => "warn",
+        4 => "info",
+        5 => "debug",
+        _ => "trace",
+    }
+}
+
+impl ServerArgs {
+    /// `--log-level`.
+    #[must_use]
+    pub fn log_level(&self) -> u8 {
+        self.server.log_level
+    }
+}
+
+/// Runs the sidecar until `stop` fires.
+///
+/// # Errors
+/// Invalid flags, an unusable store or TLS files, or a port that cannot be bound.
+pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    let etcd = args.etcd.to_options();
+    etcd.validate()?;
+    args.snapshotter.validate()?;
+    args.restoration.validate()?;
+    let s = &args.server;
+    if s.reelection_period <= Duration::from_secs(1) {
+        anyhow::bail!("--reelection-period must be more than 1s");
+    }
+    if s.etcd_connection_timeout_leader_election <= Duration::from_secs(1) {
+        anyhow::bail!("--etcd-connection-timeout-leader-election must be more than 1s");
+    }
+    let tls = match (s.server_cert.is_empty(), s.server_key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            for (flag, f) in [
+                ("--server-cert", &s.server_cert),
+                ("--server-key", &s.server_key),
+            ] {
+                if !std::path::Path::new(f).is_file() {
+                    anyhow::bail!("{flag} {f}: no such file");
+                }
+            }
+            Some((PathBuf::from(&s.server_cert), PathBuf::from(&s.server_key)))
+        }
+        _ => anyhow::bail!("--server-cert and --server-key must be given together"),
+    };
+    if s.enable_profiling {
+        tracing::warn!("--enable-profiling: etcdbr has no Go pprof endpoints; ignored");
+    }
+    if s.use_etcd_wrapper {
+        tracing::warn!(
+            "--use-etcd-wrapper: etcdbr does not restart etcd-wrapper on peer URL changes; ignored"
+        );
+    }
+    if args.health.enable_snapshot_lease_renewal || args.health.enable_member_lease_renewal {
+        tracing::warn!(
+            "Kubernetes Lease renewal ({:?}, {:?}, member leases every {:?}) is not supported by etcdbr yet; ignored",
+            args.health.full_snapshot_lease_name,
+            args.health.delta_snapshot_lease_name,
+            args.health.k8s_heartbeat_duration
+        );
+    }
+
+    let compression = args.compression.compression()?;
+    let store = args.store.to_config()?;
+    if store.provider.is_some() {
+        crate::cli::snapshot::create_temp_dir(&store.temp_dir)?;
+    }
+    let secondary = match (
+        args.secondary_sync.secondary_backup_sync_enabled,
+        args.secondary.to_config()?,
+    ) {
+        (true, Some(c)) => Some(SecondaryOptions {
+            store: c,
+            sync_period: args.secondary_sync.secondary_backup_sync_period,
+        }),
+        (true, None) => {
+            anyhow::bail!("--secondary-backup-sync-enabled needs a --secondary-storage-provider")
+        }
+        (false, _) => None,
+    };
+    let snapshotter = args.snapshotter.snapshotter_options(
+        compression,
+        &args.backoff,
+        &store.temp_dir,
+        etcd.snapshot_timeout,
+    );
+    let mut initialize =
+        InitializeOptions::new(args.restoration.to_options(), ValidationMode::Full);
+    initialize.namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
+    initialize.snapstore_temp_dir = Some(store.temp_dir.clone());
+    let cluster_size = args
+        .restoration
+        .initial_cluster
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .count();
+    etcdbr::metrics::metrics()
+        .cluster_size
+        .set(&[], cluster_size as f64);
+
+    let mut opts = ServerOptions::new(
+        etcd,
+        snapshotter,
+        args.defrag.defragmentation_schedule.clone(),
+        initialize,
+    );
+    opts.gc = args
+        .snapshotter
+        .gc_options(store.provider == Some(Provider::Swift));
+    opts.gc_period = args.snapshotter.garbage_collection_period;
+    opts.store = store.provider.is_some().then_some(store);
+    opts.secondary = secondary;
+    opts.port = s.server_port;
+    opts.tls = tls;
+    opts.reelection_period = s.reelection_period;
+    opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
+    opts.etcd_conf = std::env::var_os("ETCD_CONF")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || PathBuf::from(etcdbr_server::etcd_conf::DEFAULT_ETCD_CONF),
+            PathBuf::from,
+        );
+    etcdbr_server::run(opts, stop).await?;
+    Ok(())
+}

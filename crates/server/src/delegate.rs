@@ -1,0 +1,126 @@
+//! Forwarding snapshot requests that reach a follower to the leader's sidecar, as the original
+//! does: the etcd leader's client URL gives the host, this server's port the port; the leader's
+//! `/healthz` must answer 200; then the request is replayed there and its answer returned.
+//! Any failure on the way is a 405, as in the original.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::Shared;
+
+/// The leader's sidecar base URL (`<scheme>://<leader host>:<our port>`).
+///
+/// # Errors
+/// etcd cannot be asked, or has no leader.
+pub async fn leader_sidecar(s: &Shared) -> Result<String, String> {
+    let mut etcd = s.etcd.clone();
+    etcd.endpoints.truncate(1);
+    let mut client = etcd
+        .connect()
+        .await
+        .map_err(|e| etcdbr::snapshotter::error_chain(&e))?;
+    let timeout = s.etcd.connection_timeout;
+    let status = tokio::time::timeout(timeout, client.status())
+        .await
+        .map_err(|_| "etcd status timed out".to_owned())?
+        .map_err(|e| format!("etcd status: {e}"))?;
+    let leader = status.leader();
+    if leader == 0 {
+        return Err("etcd has no leader".into());
+    }
+    let members = tokio::time::timeout(timeout, client.member_list())
+        .await
+        .map_err(|_| "etcd member list timed out".to_owned())?
+        .map_err(|e| format!("etcd member list: {e}"))?;
+    let m = members
+        .members()
+        .iter()
+        .find(|m| m.id() == leader)
+        .ok_or_else(|| format!("the leader {leader:x} is not in the member list"))?;
+    let url = m
+        .client_urls()
+        .first()
+        .ok_or_else(|| format!("the leader {leader:x} has no client URL"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("the leader's client URL {url:?} has no scheme"))?;
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => hostport,
+    };
+    let scheme = if s.tls { "https" } else { scheme };
+    Ok(format!("{scheme}://{host}:{}", s.port))
+}
+
+fn http_client(s: &Shared) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(600));
+    if s.tls
+        && let Some(ca) = &s.etcd.ca_file
+    {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Replays `req` on the leader's sidecar.
+pub async fn forward(s: &Shared, req: Request) -> Response {
+    match try_forward(s, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("Cannot forward the request to the backup leader: {e}");
+            StatusCode::METHOD_NOT_ALLOWED.into_response()
+        }
+    }
+}
+
+async fn try_forward(s: &Shared, req: Request) -> Result<Response, String> {
+    let base = leader_sidecar(s).await?;
+    let client = http_client(s)?;
+    let health = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_err(|e| format!("{base}/healthz: {e}"))?;
+    if health.status() != reqwest::StatusCode::OK {
+        return Err(format!(
+            "the backup leader at {base} is not healthy ({})",
+            health.status()
+        ));
+    }
+    tracing::info!("backup-restore leader with url [{base}] is healthy");
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let method =
+        reqwest::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|e| e.to_string())?;
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .request(method, format!("{base}{path}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("{base}{path}: {e}"))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ctype = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    let mut out = Response::builder().status(status);
+    if let Some(c) = ctype {
+        out = out.header(header::CONTENT_TYPE, c);
+    }
+    out.body(Body::from(bytes)).map_err(|e| e.to_string())
+}

@@ -1,0 +1,138 @@
+//! `/config`: the etcd configuration for this member, rendered as the original does from the
+//! file `ETCD_CONF` names (default `/var/etcd/config/etcd.conf.yaml`): `name` is
+//! `[<member-name-prefix>-]$POD_NAME`; `initial-advertise-peer-urls` and
+//! `advertise-client-urls`, maps from member name to URLs in the file, become this member's
+//! URLs; `initial-cluster` keeps only current members and this one when the cluster already has
+//! several; `initial-cluster-state` is `existing` when a learner is present, else `new`. The
+//! result is also written to `$HOME/etcd.conf.yaml`.
+
+use std::path::PathBuf;
+
+use serde_yaml::{Mapping, Value};
+
+use crate::state::Shared;
+
+/// Default location of the etcd configuration file.
+pub const DEFAULT_ETCD_CONF: &str = "/var/etcd/config/etcd.conf.yaml";
+
+fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> {
+    let urls: Vec<String> = config
+        .get(key)
+        .and_then(Value::as_mapping)
+        .and_then(|m| m.get(member))
+        .and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if urls.is_empty() {
+        return Err(format!(
+            "no {key} found for member {member:?} in the etcd config file"
+        ));
+    }
+    for u in &urls {
+        if !u.contains("://") {
+            return Err(format!("invalid URL {u:?} in {key} of member {member:?}"));
+        }
+    }
+    Ok(urls.join(","))
+}
+
+/// Renders the configuration (and writes it to `$HOME/etcd.conf.yaml`).
+///
+/// # Errors
+/// The file is unreadable or malformed, `POD_NAME` is unset, or this member's URLs are
+/// missing.
+pub async fn render(s: &Shared) -> Result<String, String> {
+    let text = std::fs::read_to_string(&s.etcd_conf).map_err(|e| {
+        format!(
+            "cannot read the etcd config file {}: {e}",
+            s.etcd_conf.display()
+        )
+    })?;
+    let mut config: Mapping = serde_yaml::from_str(&text).map_err(|e| {
+        format!(
+            "the etcd config file {} is not valid YAML: {e}",
+            s.etcd_conf.display()
+        )
+    })?;
+    let pod = std::env::var("POD_NAME").map_err(|_| "POD_NAME is not set".to_owned())?;
+    let prefix = config
+        .get("member-name-prefix")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let member = if prefix.is_empty() {
+        pod
+    } else {
+        format!("{prefix}-{pod}")
+    };
+    let peer = urls_of(&config, "initial-advertise-peer-urls", &member)?;
+    let client = urls_of(&config, "advertise-client-urls", &member)?;
+    config.insert("name".into(), member.clone().into());
+    config.insert("initial-advertise-peer-urls".into(), peer.into());
+    config.insert("advertise-client-urls".into(), client.into());
+
+    let initial = config
+        .get("initial-cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (members, learner) = cluster_view(s).await;
+    let initial = match members {
+        Some(names) if names.len() > 1 => initial
+            .split(',')
+            .filter(|e| {
+                let name = e.split('=').next().unwrap_or_default();
+                names.iter().any(|n| n == name) || name == member
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => initial,
+    };
+    let size = initial.split(',').filter(|e| !e.is_empty()).count();
+    let state = if size > 1 && learner {
+        "existing"
+    } else {
+        "new"
+    };
+    config.insert("initial-cluster".into(), initial.into());
+    config.insert("initial-cluster-state".into(), state.into());
+
+    let out = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let path = home.join("etcd.conf.yaml");
+    write_private(&path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::info!("Served config for ETCD instance.");
+    Ok(out)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// The names of the cluster's members and whether one is a learner, when etcd answers.
+async fn cluster_view(s: &Shared) -> (Option<Vec<String>>, bool) {
+    let Ok(Ok(mut c)) = tokio::time::timeout(s.etcd.connection_timeout, s.etcd.connect()).await
+    else {
+        return (None, false);
+    };
+    match tokio::time::timeout(s.etcd.connection_timeout, c.member_list()).await {
+        Ok(Ok(list)) => (
+            Some(list.members().iter().map(|m| m.name().to_owned()).collect()),
+            list.members().iter().any(etcd_client::Member::is_learner),
+        ),
+        _ => (None, false),
+    }
+}

@@ -1,0 +1,348 @@
+//! The HTTP API with the original's paths, status codes and bodies (reference §7.1):
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/initialization/start[?mode=full\|sanity]` | 200, empty; starts initialization when the status is `New` |
+//! | `/initialization/status` | 200, `New`/`Progress`/`Successful`/`Failed`; a final state reads once |
+//! | `/snapshot/full[?final=true]` | 200 + snapshot JSON; 400 bad `final`; 500 failure; 405 no snapshotter |
+//! | `/snapshot/delta` | 200 + snapshot JSON or `null`; 500; 405 |
+//! | `/snapshot/latest` | 200 + `{"fullSnapshot":…,"deltaSnapshots":…}`; 500; 405 |
+//! | `/healthz` | 200/503 + `{"health":bool}` |
+//! | `/metrics` | Prometheus text |
+//! | `/config` | the etcd config for this member, YAML; 500 |
+//!
+//! On a follower, the `/snapshot/*` requests are forwarded to the leader's sidecar. Unknown
+//! paths are 404. Methods other than GET and POST (and HEAD on `/healthz`) are 405, where the
+//! original accepts any verb. Request headers must arrive within 5 s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
+use etcdbr::initialize::{InitializeOptions, ValidationMode};
+use etcdbr::snapshotter::TriggerError;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::snapshot_json::{LatestJson, SnapshotJson};
+use crate::state::Shared;
+use crate::{ServerError, ServerOptions, delegate, etcd_conf};
+
+/// How long a client may take to send its request headers.
+pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+type S = State<Arc<Shared>>;
+
+fn get_or_post<H, T>(h: H) -> MethodRouter<Arc<Shared>>
+where
+    H: axum::handler::Handler<T, Arc<Shared>>,
+    T: 'static,
+{
+    on(MethodFilter::GET.or(MethodFilter::POST), h)
+}
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/initialization/start", get_or_post(init_start))
+        .route("/initialization/status", get_or_post(init_status))
+        .route("/snapshot/full", get_or_post(snapshot_full))
+        .route("/snapshot/delta", get_or_post(snapshot_delta))
+        .route("/snapshot/latest", get_or_post(snapshot_latest))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/config", get(config))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(shared)
+}
+
+async fn init_start(State(s): S, Query(q): Query<HashMap<String, String>>) -> StatusCode {
+    tracing::info!("Received start initialization request.");
+    if s.start_initialization() {
+        let mode = match q.get("mode").map(String::as_str) {
+            Some("sanity") => ValidationMode::Sanity,
+            _ => ValidationMode::Full,
+        };
+        tracing::info!("Updating status from New to Progress; validation mode: {mode:?}");
+        s.set_health(503);
+        tokio::spawn(async move {
+            let mut opts: InitializeOptions = s.initialize.clone();
+            opts.mode = mode;
+            let r = etcdbr::initialize::initialize(s.store.as_ref(), &opts).await;
+            match &r {
+                Ok(_) => tracing::info!("Successfully initialized data directory for etcd."),
+                Err(e) => tracing::error!(
+                    "Failed initialization: {}",
+                    etcdbr::snapshotter::error_chain(e)
+                ),
+            }
+            s.finish_initialization(r.is_ok());
+        });
+    }
+    StatusCode::OK
+}
+
+async fn init_status(State(s): S) -> Response {
+    let status = s.read_initialization();
+    tracing::info!("Responding to status request with: {}", status.as_str());
+    (StatusCode::OK, status.as_str()).into_response()
+}
+
+fn json(v: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            b,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The snapshotter, or the answer for a sidecar without one: forwarded to the leader when a
+/// store is configured, else 405.
+async fn leader_or_forward(
+    s: &Arc<Shared>,
+    req: Request,
+) -> Result<etcdbr::snapshotter::SnapshotterHandle, Response> {
+    if let Some(h) = s.snapshotter() {
+        return Ok(h);
+    }
+    if s.store.is_some() {
+        tracing::info!("Forwarding {} to the backup leader", req.uri());
+        return Err(delegate::forward(s, req).await);
+    }
+    tracing::warn!("Ignoring {}: the snapshotter is not configured", req.uri());
+    Err(StatusCode::METHOD_NOT_ALLOWED.into_response())
+}
+
+fn trigger_failed(what: &str, e: &TriggerError) -> Response {
+    tracing::warn!("Skipped triggering out-of-schedule {what} snapshot: {e}");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+async fn snapshot_full(State(s): S, req: Request) -> Response {
+    let is_final = match req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("final=")))
+    {
+        None | Some("") => false,
+        Some(v) => match parse_go_bool(v) {
+            Some(b) => b,
+            None => {
+                tracing::warn!("Could not parse request parameter 'final' to bool: {v:?}");
+                return StatusCode::BAD_REQUEST.into_response();
+            }
+        },
+    };
+    let h = match leader_or_forward(&s, req).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match h.full(is_final).await {
+        Ok(snap) => json(&SnapshotJson::from(&snap)),
+        Err(e) => trigger_failed("full", &e),
+    }
+}
+
+async fn snapshot_delta(State(s): S, req: Request) -> Response {
+    let h = match leader_or_forward(&s, req).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match h.delta().await {
+        Ok(snap) => json(&snap.as_ref().map(SnapshotJson::from)),
+        Err(e) => trigger_failed("delta", &e),
+    }
+}
+
+async fn snapshot_latest(State(s): S, req: Request) -> Response {
+    if let Err(r) = leader_or_forward(&s, req).await {
+        return r;
+    }
+    let Some(store) = &s.store else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    match store.latest_set().await {
+        Ok(set) => json(&LatestJson {
+            full_snapshot: set.full.as_ref().map(SnapshotJson::from),
+            delta_snapshots: (!set.deltas.is_empty())
+                .then(|| set.deltas.iter().map(SnapshotJson::from).collect()),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                "Unable to fetch latest snapshots from snapstore: {}",
+                etcdbr::snapshotter::error_chain(&e)
+            );
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn healthz(State(s): S) -> Response {
+    let code = s.health();
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"health\":{}}}", code == 200),
+    )
+        .into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        etcdbr::metrics::encode(),
+    )
+        .into_response()
+}
+
+async fn config(State(s): S) -> Response {
+    match etcd_conf::render(&s).await {
+        Ok(yaml) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/yaml")],
+            yaml,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!("Unable to serve the etcd config: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+#[must_use]
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Binds the server's port.
+///
+/// # Errors
+/// [`ServerError::Bind`].
+pub async fn bind(opts: &ServerOptions) -> Result<TcpListener, ServerError> {
+    let addr = SocketAddr::new(opts.bind, opts.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// The TLS acceptor for `--server-cert`/`--server-key`, if given.
+///
+/// # Errors
+/// [`ServerError::Tls`] naming the unusable file.
+pub fn tls_acceptor(opts: &ServerOptions) -> Result<Option<TlsAcceptor>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some((cert, key)) = &opts.tls else {
+        return Ok(None);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| ServerError::Tls(format!("--server-cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "--server-cert {}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("--server-key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(format!("the certificate and key do not fit: {e}")))?;
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Serves until `stop` fires.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let with_tls = tls.is_some();
+    let app = router(shared).layer(axum::middleware::from_fn(
+        move |req, next: axum::middleware::Next| async move {
+            let mut resp = next.run(req).await;
+            if with_tls {
+                let h = resp.headers_mut();
+                h.insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+                );
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'self'"),
+                );
+            }
+            resp
+        },
+    ));
+    loop {
+        let (conn, _) = tokio::select! {
+            () = stop.cancelled() => return,
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (app, tls) = (app.clone(), tls.clone());
+        tokio::spawn(async move {
+            let service = TowerToHyperService::new(app);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_HEADER_TIMEOUT);
+            let result = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(READ_HEADER_TIMEOUT, acceptor.accept(conn)).await {
+                        Ok(Ok(stream)) => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        _ => return,
+                    }
+                }
+                None => builder.serve_connection(TokioIo::new(conn), service).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! Leader election and the leader's duties (reference §7.2). Every `--reelection-period` the
+//! sidecar asks its own etcd member for `Status`: the member leads when the status' member id
+//! is its leader. Only the leader's sidecar runs the snapshotter, GC, defragmentation and the
+//! secondary sync; losing leadership (or etcd becoming unreachable) stops them, after the
+//! snapshotter saved its pending events. A new leader resumes the store's chain from its newest
+//! revision, so the chain has no gap across the hand-over (at most an overlap, which restore
+//! skips).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use etcd_client::Client;
+use etcdbr::etcd::EtcdOptions;
+use etcdbr::snapshotter::{Snapshotter, error_chain};
+use snapstore::SnapStore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServerOptions;
+use crate::state::Shared;
+
+/// What this sidecar's member is, as its etcd says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The member leads the raft group: this sidecar backs up.
+    Leader,
+    /// Another member leads.
+    Follower,
+    /// etcd did not answer, or has no leader.
+    Unknown,
+}
+
+/// Asks etcd about its member with a connection reused across periods.
+struct RoleProbe {
+    etcd: EtcdOptions,
+    timeout: Duration,
+    client: Option<Client>,
+}
+
+impl RoleProbe {
+    fn new(etcd: &EtcdOptions, timeout: Duration) -> RoleProbe {
+        let mut etcd = etcd.clone();
+        etcd.endpoints.truncate(1);
+        etcd.connection_timeout = timeout;
+        RoleProbe {
+            etcd,
+            timeout,
+            client: None,
+        }
+    }
+
+    async fn role(&mut self) -> Role {
+        if self.client.is_none() {
+            match self.etcd.connect().await {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    tracing::warn!("Leader election: etcd unreachable: {}", error_chain(&e));
+                    return Role::Unknown;
+                }
+            }
+        }
+        let Some(c) = self.client.as_mut() else {
+            return Role::Unknown;
+        };
+        match tokio::time::timeout(self.timeout, c.status()).await {
+            Ok(Ok(st)) => {
+                let me = st.header().map_or(0, |h| h.member_id());
+                match st.leader() {
+                    0 => Role::Unknown,
+                    l if l == me => Role::Leader,
+                    _ => Role::Follower,
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("Leader election: etcd status failed: {e}");
+                self.client = None;
+                Role::Unknown
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Leader election: etcd status timed out after {:?}",
+                    self.timeout
+                );
+                self.client = None;
+                Role::Unknown
+            }
+        }
+    }
+}
+
+/// Runs the election loop until `stop`; the leader's duties stop cleanly first.
+pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationToken) {
+    let mut probe = RoleProbe::new(&opts.etcd, opts.leader_etcd_timeout);
+    let mut role = Role::Unknown;
+    let mut duties: Option<(CancellationToken, JoinHandle<()>)> = None;
+    tracing::info!(
+        "Starting leader election every {:?}",
+        opts.reelection_period
+    );
+    loop {
+        let now = probe.role().await;
+        if now != role {
+            tracing::info!("Leader election: {role:?} -> {now:?}");
+            if now == Role::Leader {
+                let token = stop.child_token();
+                let task = tokio::spawn(lead(Arc::clone(&shared), opts.clone(), token.clone()));
+                duties = Some((token, task));
+            } else if let Some((token, task)) = duties.take() {
+                tracing::info!("backup-restore stops leading...");
+                token.cancel();
+                let _ = task.await;
+                shared.set_health(503);
+            }
+            role = now;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(opts.reelection_period) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    if let Some((token, task)) = duties.take() {
+        token.cancel();
+        let _ = task.await;
+    }
+    shared.set_health(503);
+    tracing::info!("Shutting down...");
+}
+
+/// The leader's duties until `token` fires.
+async fn lead(shared: Arc<Shared>, opts: ServerOptions, token: CancellationToken) {
+    let Some(store) = shared.store.clone() else {
+        tracing::info!("No store configured: serving without a snapshotter");
+        shared.set_health(200);
+        token.cancelled().await;
+        return;
+    };
+    let mut sopts = opts.snapshotter.clone();
+    sopts.start_with_full_snapshot = false;
+    let snapshotter = Snapshotter::new(opts.etcd.clone(), store.clone(), sopts);
+    shared.set_snapshotter(Some(snapshotter.handle()));
+    shared.set_health(200);
+    let saved = snapshotter.saved_revision();
+    let mut tasks = vec![
+        tokio::spawn(etcdbr::gc::run_periodically(
+            store.clone(),
+            opts.gc.clone(),
+            opts.gc_period,
+            Arc::clone(&saved),
+            token.clone(),
+        )),
+        tokio::spawn(etcdbr::defrag::run_periodically(
+            opts.etcd.clone(),
+            opts.defrag_schedule.clone(),
+            token.clone(),
+        )),
+    ];
+    if let Some(secondary) = &opts.secondary {
+        match SnapStore::open(&secondary.store) {
+            Ok(dest) => {
+                tasks.push(tokio::spawn(sync_secondary(
+                    store.clone(),
+                    dest.clone(),
+                    secondary.sync_period,
+                    token.clone(),
+                )));
+                let mut gc = opts.gc.clone();
+                gc.is_swift = secondary.store.provider == Some(snapstore::Provider::Swift);
+                tasks.push(tokio::spawn(etcdbr::gc::run_periodically(
+                    dest,
+                    gc,
+                    opts.gc_period,
+                    Arc::new(AtomicI64::new(0)),
+                    token.clone(),
+                )));
+            }
+            Err(e) => tracing::error!(
+                "Cannot open the secondary store; backups are not synced there: {}",
+                error_chain(&e)
+            ),
+        }
+    }
+    if let Err(e) = snapshotter.run(token.clone()).await {
+        tracing::error!("Snapshotter stopped: {}", error_chain(&e));
+    }
+    shared.set_snapshotter(None);
+    token.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("Snapshotter stopped.");
+}
+
+/// Copies new backups to the secondary store at once and then every `period`.
+async fn sync_secondary(
+    primary: SnapStore,
+    secondary: SnapStore,
+    period: Duration,
+    token: CancellationToken,
+) {
+    tracing::info!("Starting backup sync to the secondary store every {period:?}");
+    loop {
+        if let Err(e) = etcdbr::copy::copy_backups(
+            &primary,
+            &secondary,
+            &etcdbr::copy::CopyOptions::default(),
+            &token,
+        )
+        .await
+        {
+            tracing::error!(
+                "Backup sync to the secondary store failed: {}",
+                error_chain(&e)
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = token.cancelled() => return,
+        }
+    }
+}
