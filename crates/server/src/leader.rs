@@ -114,6 +114,9 @@ pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationTok
             }
             role = now;
         }
+        if role == Role::Leader && duties.as_ref().is_some_and(|(_, t)| !t.is_finished()) {
+            shared.set_health(if shared.initializing() { 503 } else { 200 });
+        }
         tokio::select! {
             () = tokio::time::sleep(opts.reelection_period) => {}
             () = stop.cancelled() => break,

@@ -112,6 +112,16 @@ impl Shared {
         }
     }
 
+    /// Whether initialization is running (`/healthz` stays 503 meanwhile).
+    #[must_use]
+    pub fn initializing(&self) -> bool {
+        *self
+            .init
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == InitStatus::Progress
+    }
+
     /// Records the end of initialization.
     pub fn finish_initialization(&self, ok: bool) {
         let mut s = self

@@ -5,7 +5,9 @@ use std::cmp::Ordering;
 use crate::name::{Kind, Snapshot};
 
 /// The original's `SnapList.Less`: by last revision; on ties snapshots before chunks, then older
-/// first (chunks among themselves keep their listing order).
+/// first (chunks among themselves keep their listing order). Where the original leaves the order
+/// to chance (same revision, same creation second), a delta sorts before a full snapshot and a
+/// full snapshot before its `.final` twin, so the latest set is the one that covers the others.
 #[must_use]
 pub fn compare(a: &Snapshot, b: &Snapshot) -> Ordering {
     a.last_revision
@@ -15,7 +17,10 @@ pub fn compare(a: &Snapshot, b: &Snapshot) -> Ordering {
             if a.is_chunk {
                 Ordering::Equal
             } else {
-                a.created_on.cmp(&b.created_on)
+                a.created_on
+                    .cmp(&b.created_on)
+                    .then((a.kind == Kind::Full).cmp(&(b.kind == Kind::Full)))
+                    .then(a.is_final.cmp(&b.is_final))
             }
         })
 }
@@ -73,6 +78,22 @@ mod tests {
 
     fn p(k: &str) -> Snapshot {
         Snapshot::parse(k).unwrap()
+    }
+
+    #[test]
+    fn same_second_ties_put_the_covering_snapshot_last() {
+        let mut l = vec![
+            p("v2/Full-00000000-00000021-500.gz.final"),
+            p("v2/Full-00000000-00000021-500.gz"),
+            p("v2/Incr-00000002-00000021-500.gz"),
+        ];
+        sort(&mut l);
+        let set = latest_set(&l);
+        assert_eq!(
+            set.full.unwrap().snap_name,
+            "Full-00000000-00000021-500.gz.final"
+        );
+        assert!(set.deltas.is_empty());
     }
 
     #[test]

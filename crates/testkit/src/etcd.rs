@@ -67,6 +67,7 @@ pub struct Etcd {
     log: PathBuf,
     extra: Vec<String>,
     tls: Option<ClientTls>,
+    initial_cluster: Option<String>,
 }
 
 /// The files a TLS client of a test etcd uses.
@@ -139,7 +140,39 @@ impl Etcd {
             child: None,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             tls: None,
+            initial_cluster: None,
         }
+    }
+
+    /// Starts a fresh cluster of `n` members (`m0`, `m1`, …) on loopback, member `i` on
+    /// `127.0.0.<i+1>`, and waits until every member serves requests.
+    pub async fn start_cluster(version: EtcdVersion, n: usize) -> Vec<Etcd> {
+        let mut members: Vec<Etcd> = (0..n)
+            .map(|i| {
+                let tmp = tempfile::tempdir().expect("temp dir");
+                let mut e = Etcd::on_data_dir(version, &tmp.path().join("data"), &[]);
+                e.name = format!("m{i}");
+                // Each member on its own loopback address, as pods have their own IPs.
+                let host = format!("127.0.0.{}", i + 1);
+                e.client_url = e.client_url.replace("127.0.0.1", &host);
+                e.peer_url = e.peer_url.replace("127.0.0.1", &host);
+                e._tmp = Some(tmp);
+                e
+            })
+            .collect();
+        let cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = Some(cluster.clone());
+            m.spawn();
+        }
+        for m in &mut members {
+            m.wait_ready().await;
+        }
+        members
     }
 
     /// Sets the member name and peer URL used at the next (re)start.
@@ -155,6 +188,11 @@ impl Etcd {
     }
 
     async fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -174,13 +212,16 @@ impl Etcd {
             .arg("--initial-advertise-peer-urls")
             .arg(&self.peer_url)
             .arg("--initial-cluster")
-            .arg(format!("{}={}", self.name, self.peer_url))
+            .arg(
+                self.initial_cluster
+                    .clone()
+                    .unwrap_or_else(|| format!("{}={}", self.name, self.peer_url)),
+            )
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn etcd"));
-        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {

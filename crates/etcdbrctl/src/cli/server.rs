@@ -51,6 +51,10 @@ struct ServerFlags {
     #[arg(short = 'p', long, default_value_t = 8080)]
     server_port: u16,
 
+    /// Address the HTTP API listens on (an etcdbr addition; the original listens on every interface)
+    #[arg(long, default_value = "0.0.0.0")]
+    server_bind_address: std::net::IpAddr,
+
     /// TLS certificate of the HTTP API (PEM); HTTPS when given with --server-key
     #[arg(long, default_value = "")]
     server_cert: String,
@@ -243,6 +247,7 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
     opts.store = store.provider.is_some().then_some(store);
     opts.secondary = secondary;
     opts.port = s.server_port;
+    opts.bind = s.server_bind_address;
     opts.tls = tls;
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
