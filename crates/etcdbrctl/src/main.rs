@@ -2,6 +2,7 @@
 //! etcd-backup-restore (same subcommands, flags, object layout and formats).
 
 mod cli;
+mod config_file;
 mod flags;
 
 use std::process::ExitCode;
@@ -12,7 +13,14 @@ use tokio_util::sync::CancellationToken;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config_file::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     if cli.version {
         print_version();
         return ExitCode::SUCCESS;

@@ -440,3 +440,95 @@ async fn three_members_one_backs_up_and_a_new_leader_takes_over() {
         c.hash_kv(rev).await.unwrap().hash()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_config_file_and_secondary_sync() {
+    let etcd = Etcd::start(EtcdVersion::V35).await;
+    let mut c = etcd.client().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let certs = testkit::TestCerts::generate();
+    // The file sets the secondary sync and a port; the command line's port wins.
+    let config = home.path().join("server.yaml");
+    std::fs::write(
+        &config,
+        "serverConfig:\n  port: 1\nsecondarySnapstoreConfig:\n  StoreConfig:\n    provider: Local\n    container: second\n  \
+         backupSyncEnabled: true\n  syncPeriod: 2s\nrestorationConfig:\n  restoreDataDir: ignored\n",
+    )
+    .unwrap();
+    let port = testkit::free_port();
+    let sc = Sidecar::start(
+        home.path(),
+        "m0",
+        &etcd,
+        port,
+        &[
+            "--config-file",
+            config.to_str().unwrap(),
+            "--server-cert",
+            certs.server_cert.to_str().unwrap(),
+            "--server-key",
+            certs.server_key.to_str().unwrap(),
+        ],
+    );
+    let https = |path: &str, ca: bool| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-i", "-m", "10"]);
+        if ca {
+            cmd.arg("--cacert").arg(&certs.ca);
+        }
+        let out = cmd
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !https("/healthz", true).1.starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "{}", sc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, resp) = https("/healthz", true);
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "{resp}"
+    );
+    assert!(
+        !https("/healthz", false).0,
+        "an unknown CA is refused by the client"
+    );
+    assert_eq!(
+        sc.http("GET", "/healthz").0,
+        0,
+        "no plain HTTP on the TLS port"
+    );
+    assert!(
+        sc.log().contains("restoreDataDir is ignored"),
+        "{}",
+        sc.log()
+    );
+
+    for i in 0..10 {
+        c.put(format!("/s/{i}"), "v", None).await.unwrap();
+    }
+    let rev = etcd.revision().await;
+    wait_backup(home.path(), rev).await;
+    let second = home.path().join("second/v2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let primary = backups(home.path());
+        let copied = common::names(&second);
+        if !primary.is_empty() && primary.iter().all(|n| copied.contains(n)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secondary {copied:?} lags primary {primary:?}:\n{}",
+            sc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
