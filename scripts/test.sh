@@ -26,3 +26,4 @@ B="$T/etcdbr-bench --keys 2000 --runs 1 --etcdbrctl $T/etcdbrctl"
 $B full
 $B restore --events 2000
 $B ingest --seconds 3 --writers 8
+$B sidecar --idle 2 --seconds 3 --rate 200

@@ -18,6 +18,7 @@ mod full;
 mod ingest;
 mod process;
 mod restore;
+mod sidecar;
 
 use std::path::PathBuf;
 
@@ -67,6 +68,18 @@ enum What {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// The server as a sidecar: idle RSS/CPU, then RSS/CPU under a steady write rate
+    Sidecar {
+        /// Seconds measured idle
+        #[arg(long, default_value_t = 60)]
+        idle: u64,
+        /// Seconds of writing
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Puts per second
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+    },
     /// Reference for `ingest`: the same writers, with a bare watcher that only counts events
     WatchReference {
         /// Seconds of writing
@@ -105,6 +118,14 @@ async fn main() -> anyhow::Result<()> {
         What::Restore { events } => {
             load(&etcd, args.keys, args.value_size).await?;
             restore::restore_bench(&etcd, &etcdbrctl, events, args.value_size, args.runs).await?;
+        }
+        What::Sidecar {
+            idle,
+            seconds,
+            rate,
+        } => {
+            load(&etcd, args.keys.min(10_000), args.value_size).await?;
+            sidecar::sidecar(&etcd, &etcdbrctl, idle, seconds, rate, args.value_size).await?;
         }
         What::WatchReference { seconds, writers } => {
             load(&etcd, args.keys.min(10_000), args.value_size).await?;
