@@ -56,6 +56,9 @@ pub(crate) fn spawn_snapshot(
             "--storage-provider=Local",
             "--store-container=store",
             "--garbage-collection-period=0s",
+            // Only the start-up full snapshot: an hourly one firing mid-run would fold the
+            // measured deltas into a new full snapshot.
+            "--schedule=0 0 1 1 *",
         ])
         .args([
             "--endpoints",
