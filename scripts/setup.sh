@@ -6,6 +6,7 @@
 #   - etcd 3.5.x (etcd, etcdctl, etcdutl) from Debian's newer suites, unpacked into a cache
 #     folder ($ETCDBR_CACHE/etcd-3.5/usr/bin), never installed system-wide
 #   - psmisc/time for the benchmark harness (/usr/bin/time -v)
+#   - Go (golang-go), whose compress/* readers check our compressed snapshots
 #
 # Prints the path of the etcd 3.5 bin dir as its last line; tests find it through
 # ETCDBR_ETCD35_BIN or the default cache location.
@@ -22,6 +23,8 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 [ -x /usr/bin/time ] || need_apt+=(time)
+# Go's standard library decompresses our snapshots in tests/compat.rs, as the original reads them.
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   $SUDO apt-get update -qq

@@ -8,6 +8,15 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
+use parallel::Container;
+
+mod parallel;
+
+/// Compression workers: one per core.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// A compression policy and the suffix it gives snapshot names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
@@ -73,6 +82,7 @@ impl Compression {
     }
 
     /// Compresses everything `input` yields into `output`; returns the bytes read from `input`.
+    /// gzip and zlib use every core (see `parallel`).
     ///
     /// # Errors
     /// Reading, writing or encoding fails.
@@ -82,19 +92,20 @@ impl Compression {
                 let mut output = output;
                 io::copy(&mut input, &mut output)
             }
-            Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(output, flate2::Compression::default());
-                let n = io::copy(&mut input, &mut enc)?;
-                enc.finish()?;
-                Ok(n)
-            }
-            Compression::Zlib => {
-                let mut enc =
-                    flate2::write::ZlibEncoder::new(output, flate2::Compression::default());
-                let n = io::copy(&mut input, &mut enc)?;
-                enc.finish()?;
-                Ok(n)
-            }
+            Compression::Gzip => parallel::compress(
+                Container::Gzip,
+                flate2::Compression::default(),
+                cores(),
+                input,
+                output,
+            ),
+            Compression::Zlib => parallel::compress(
+                Container::Zlib,
+                flate2::Compression::default(),
+                cores(),
+                input,
+                output,
+            ),
             Compression::Lzw => {
                 let mut output = output;
                 let mut enc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
