@@ -187,6 +187,88 @@ impl Db {
         Ok(names)
     }
 
+    /// The top-level buckets as stored in the root bucket: `(name, value)` pairs in key order,
+    /// each value a bucket header (and inline page), ready to be written back unchanged.
+    ///
+    /// # Errors
+    /// Page read errors.
+    pub fn root_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let root = self.root();
+        let mut c = self.cursor(&root)?;
+        let mut entries = Vec::new();
+        let mut e = c.first()?;
+        while let Some(entry) = e {
+            if entry.is_bucket() {
+                entries.push((entry.key.to_vec(), entry.value.to_vec()));
+            }
+            e = c.next()?;
+        }
+        Ok(entries)
+    }
+
+    /// The leaves of the tree rooted at `root`, as `(separator key, pgid)` pairs in key order,
+    /// read from the branch pages alone (a root leaf is read for its first key). All leaves of a
+    /// bbolt tree sit at the same depth, found by descending the leftmost path once.
+    ///
+    /// # Errors
+    /// Page read errors, malformed branches, a tree deeper than bbolt ever builds.
+    pub fn leaf_refs(&self, root: Pgid) -> Result<Vec<(Vec<u8>, Pgid)>> {
+        const MAX_DEPTH: usize = 64;
+        let top = self.page(root)?;
+        if top.is_leaf() {
+            let first = if top.count() > 0 {
+                top.leaf(0)?.key.to_vec()
+            } else {
+                Vec::new()
+            };
+            return Ok(vec![(first, root)]);
+        }
+        let mut depth = 1;
+        let mut page = self.page(top.branch(0)?.pgid)?;
+        while page.is_branch() {
+            depth += 1;
+            if depth > MAX_DEPTH || page.count() == 0 {
+                return Err(Error::TooDeep(MAX_DEPTH));
+            }
+            page = self.page(page.branch(0)?.pgid)?;
+        }
+        // `level` holds the pages `depth` levels above the leaves; step down to depth 1.
+        let mut level = vec![root];
+        for _ in 1..depth {
+            let mut next = Vec::new();
+            for id in level {
+                let p = self.page(id)?;
+                if !p.is_branch() {
+                    return Err(Error::UnexpectedPageType {
+                        pgid: Some(id),
+                        flags: p.header.flags,
+                        expected: "branch",
+                    });
+                }
+                for i in 0..p.count() {
+                    next.push(p.branch(i)?.pgid);
+                }
+            }
+            level = next;
+        }
+        let mut refs = Vec::new();
+        for id in level {
+            let p = self.page(id)?;
+            if !p.is_branch() {
+                return Err(Error::UnexpectedPageType {
+                    pgid: Some(id),
+                    flags: p.header.flags,
+                    expected: "branch",
+                });
+            }
+            for i in 0..p.count() {
+                let b = p.branch(i)?;
+                refs.push((b.key.to_vec(), b.pgid));
+            }
+        }
+        Ok(refs)
+    }
+
     /// A cursor over the keys of `bucket`.
     ///
     /// # Errors

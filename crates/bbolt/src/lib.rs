@@ -7,7 +7,8 @@
 //! - [`Db`] opens a file, validates and selects a meta page, and reads pages on demand.
 //! - [`Bucket`] locates a bucket (paged or inline); [`Cursor`] walks it in key order.
 //! - [`check`] verifies a file as bbolt's `Tx.Check` does, reporting every [`Finding`].
-//! - [`DbWriter`] writes a fresh compact file bottom-up from sorted buckets.
+//! - [`DbWriter`] writes a fresh compact file bottom-up from sorted buckets, or appends to an
+//!   existing one (new pages after its high-water mark, a new root and metas).
 //! - [`page`] and [`meta`] hold the on-disk layouts, parsed from byte slices.
 //!
 //! ```no_run

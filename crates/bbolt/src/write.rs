@@ -1,10 +1,13 @@
-//! Writing a fresh, compact bbolt file bottom-up from sorted buckets.
+//! Writing a bbolt file bottom-up from sorted buckets: a fresh compact file, or new pages
+//! appended to an existing one.
 //!
 //! Entries arrive in key order, so leaves are written as they fill; only the `(first key, page)`
-//! pairs of each tree level stay in memory. Pages are allocated sequentially from 2, metas are
-//! written last (txid 2 on page 0, 1 on page 1), and no freelist is stored
-//! (`meta.freelist = PGID_NO_FREELIST`), as etcd itself writes its files. A bucket whose entries
-//! fit in a quarter page is stored inline in its parent, as bbolt does.
+//! pairs of each tree level stay in memory. Pages are allocated sequentially (from 2 in a fresh
+//! file, from the high-water mark when appending), metas are written last (the higher txid on
+//! page 0), and no freelist is stored (`meta.freelist = PGID_NO_FREELIST`), as etcd itself
+//! writes its files: bbolt then rebuilds the freelist from the pages the tree reaches, so pages
+//! an append leaves unreachable are simply free. A bucket whose entries fit in a quarter page is
+//! stored inline in its parent, as bbolt does.
 //!
 //! ```no_run
 //! let mut w = bbolt::DbWriter::create("out.db")?;
@@ -19,7 +22,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::bucket::BUCKET_HEADER_SIZE;
+use crate::bucket::{BUCKET_HEADER_SIZE, Bucket};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
 use crate::page::{BUCKET_LEAF_FLAG, ELEMENT_SIZE, PAGE_HEADER_SIZE, PageHeader, flags};
@@ -27,7 +31,8 @@ use crate::types::{
     DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
 };
 
-/// Txid of the meta on page 0 (page 1 gets one less), like a snapshot written by `Tx.WriteTo`.
+/// Txid of the meta on page 0 of a fresh file (page 1 gets one less), like a snapshot written
+/// by `Tx.WriteTo`.
 const META_TXID: u64 = 2;
 
 /// Elements of one node being built: their flags and where key and value sit in `data`.
@@ -128,6 +133,8 @@ pub struct DbWriter<W: Write + Seek> {
     page_buf: Vec<u8>,
     root_entries: Vec<(Vec<u8>, Vec<u8>)>,
     open: Option<OpenBucket>,
+    txid: u64,
+    base: Option<Db>,
 }
 
 impl DbWriter<File> {
@@ -144,6 +151,36 @@ impl DbWriter<File> {
             .mode(0o600)
             .open(path)?;
         DbWriter::new(f)
+    }
+
+    /// Appends to the bbolt file at `path`: its pages stay as they are, new pages go after its
+    /// high-water mark (trailing bytes, such as a snapshot's sha256, are cut off), and
+    /// [`DbWriter::finish`] writes a new root and metas with the next txid. Buckets not begun
+    /// again keep their content; [`DbWriter::begin_bucket`] replaces a bucket and
+    /// [`DbWriter::begin_bucket_append`] adds keys after a bucket's last one.
+    ///
+    /// # Errors
+    /// The file cannot be opened or is not a valid bbolt file.
+    pub fn append(path: impl AsRef<Path>) -> Result<DbWriter<File>> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let base = Db::from_file(file.try_clone()?)?;
+        let page_size = base.page_size() as usize;
+        file.set_len(base.size())?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.seek(SeekFrom::Start(base.size()))?;
+        Ok(DbWriter {
+            out,
+            page_size,
+            next_pgid: base.meta().pgid.0,
+            page_buf: Vec::new(),
+            root_entries: base.root_entries()?,
+            open: None,
+            txid: base.meta().txid.0 + 1,
+            base: Some(base),
+        })
     }
 }
 
@@ -163,7 +200,56 @@ impl<W: Write + Seek> DbWriter<W> {
             page_buf: Vec::new(),
             root_entries: Vec::new(),
             open: None,
+            txid: META_TXID,
+            base: None,
         })
+    }
+
+    /// Starts adding keys to an existing top-level bucket of the file being appended to (or a
+    /// new one, when it has no such bucket). Its existing leaves are kept and referenced from
+    /// new branch pages; keys put must sort after its last key.
+    ///
+    /// # Errors
+    /// Not appending ([`DbWriter::append`]), or the existing bucket cannot be read.
+    pub fn begin_bucket_append(&mut self, name: &[u8]) -> Result<()> {
+        let Some(base) = self.base.as_ref() else {
+            return Err(Error::BadEntry {
+                bucket: String::from_utf8_lossy(name).into_owned(),
+                reason: "appending to a bucket needs a writer opened with DbWriter::append".into(),
+            });
+        };
+        let Some(existing) = base.bucket(name)? else {
+            self.begin_bucket(name, 0);
+            return Ok(());
+        };
+        match &existing {
+            Bucket::Paged { root, sequence } => {
+                let level = base.leaf_refs(*root)?;
+                let last_key = base
+                    .cursor(&existing)?
+                    .last()?
+                    .map(|e| e.key.to_vec())
+                    .unwrap_or_default();
+                self.open = Some(OpenBucket {
+                    name: name.to_vec(),
+                    sequence: *sequence,
+                    node: Node::default(),
+                    spilled: true,
+                    level,
+                    entries: u64::from(!last_key.is_empty()),
+                    last_key,
+                });
+            }
+            Bucket::Inline { page, sequence } => {
+                let page = std::rc::Rc::clone(page);
+                self.begin_bucket(name, *sequence);
+                for i in 0..page.count() {
+                    let e = page.leaf(i)?;
+                    self.put(e.key, e.value)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts a top-level bucket and returns a handle to fill it; call
@@ -276,6 +362,7 @@ impl<W: Write + Seek> DbWriter<W> {
             b.node.encode(0, flags::LEAF, 0, &mut image, size);
             value.extend_from_slice(&image);
         }
+        self.root_entries.retain(|(name, _)| *name != b.name);
         self.root_entries.push((b.name, value));
         Ok(())
     }
@@ -352,7 +439,7 @@ impl<W: Write + Seek> DbWriter<W> {
             .out
             .into_inner()
             .map_err(|e| Error::Io(e.into_error()))?;
-        for (page, txid) in [(0u64, META_TXID), (1, META_TXID - 1)] {
+        for (page, txid) in [(0u64, self.txid), (1, self.txid - 1)] {
             let mut meta = Meta {
                 magic: MAGIC,
                 version: VERSION,

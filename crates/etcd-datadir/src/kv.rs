@@ -28,11 +28,30 @@ pub struct KeyValue {
     pub lease: i64,
 }
 
-impl KeyValue {
-    /// Appends the encoding to `out`.
+/// A [`KeyValue`] whose bytes are borrowed: encodes without copying key and value first (the
+/// restore builder encodes one per applied event).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyValueRef<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Revision of the key's creation.
+    pub create_revision: i64,
+    /// Revision of the last change.
+    pub mod_revision: i64,
+    /// Version.
+    pub version: i64,
+    /// Value.
+    pub value: &'a [u8],
+    /// Lease ID, 0 for none.
+    pub lease: i64,
+}
+
+impl KeyValueRef<'_> {
+    /// Appends the encoding to `out`: fields in order, zero and empty fields omitted, as
+    /// gogoproto's `Marshal` writes them.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         if !self.key.is_empty() {
-            put_bytes(out, 1, &self.key);
+            put_bytes(out, 1, self.key);
         }
         for (f, v) in [
             (2, self.create_revision),
@@ -44,11 +63,26 @@ impl KeyValue {
             }
         }
         if !self.value.is_empty() {
-            put_bytes(out, 5, &self.value);
+            put_bytes(out, 5, self.value);
         }
         if self.lease != 0 {
             put_uint(out, 6, self.lease as u64);
         }
+    }
+}
+
+impl KeyValue {
+    /// Appends the encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        KeyValueRef {
+            key: &self.key,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: &self.value,
+            lease: self.lease,
+        }
+        .encode_into(out);
     }
 
     /// The encoding.

@@ -1,10 +1,11 @@
 //! The native restore builder: a base etcd db plus watch events in, a data directory that a
 //! stock etcd boots from out, without running etcd.
 //!
-//! The base db's buckets are copied into a fresh compact bbolt file; events become new `key`
-//! bucket entries after the base's revision (`reference/etcd-formats.md` §5); `members`,
-//! `members_removed` and `meta` are rewritten for the new cluster; the WAL and `.snap` are the
-//! exact bytes `etcdctl snapshot restore` writes. Invariants enforced on the events:
+//! The base db is restored in place, as `etcdutl snapshot restore` does: its pages stay, events
+//! become new `key` bucket entries after the base's revision (`reference/etcd-formats.md` §5),
+//! written as new pages after the base's, and `members`, `members_removed` and `meta` are
+//! rewritten for the new cluster; the WAL and `.snap` are the exact bytes `etcdctl snapshot
+//! restore` writes. Invariants enforced on the events:
 //!
 //! - events at or below the base revision are overlaps and are skipped;
 //! - revisions continue without a gap (an event at `prev` is another change of the same
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use bbolt::{Db, DbWriter};
 
 use crate::cluster::{Cluster, MemberId};
-use crate::kv::KeyValue;
+use crate::kv::KeyValueRef;
 use crate::revision::RevKey;
 use crate::schema::{CONSISTENT_INDEX, KEY_BUCKET, META_BUCKET};
 use crate::{Error, layout, snap, wal};
@@ -126,8 +127,6 @@ pub struct RestoreStats {
     pub base_revision: i64,
     /// The restored revision.
     pub revision: i64,
-    /// Entries copied from the base `key` bucket.
-    pub base_entries: u64,
     /// Events applied.
     pub applied_events: u64,
     /// Events skipped as overlaps (at or below the revision already restored).
@@ -165,8 +164,8 @@ fn sync_dir(path: &Path) -> Result<(), RestoreError> {
 }
 
 impl RestoreWriter {
-    /// Opens the base db (a snapshot file, trailer allowed), creates `dir` with
-    /// `member/snap` and `member/wal`, and copies the base buckets up to and including `key`.
+    /// Creates `dir`, copies the base db (a snapshot file, trailer allowed) to its
+    /// `member/snap/db` and continues as [`RestoreWriter::in_place`].
     ///
     /// # Errors
     /// `dir` exists, the base is unreadable, or writing fails.
@@ -178,11 +177,30 @@ impl RestoreWriter {
         if dir.exists() {
             return Err(RestoreError::Exists(dir.to_path_buf()));
         }
-        let base = Db::open(base_db).map_err(Error::from)?;
-        let base_revision = crate::current_revision(&base)?.get();
         mkdir(&layout::snap_dir(dir))?;
+        let db_path = layout::db_path(dir);
+        std::fs::copy(base_db, &db_path).map_err(io(format!(
+            "cannot copy {} to {}",
+            base_db.display(),
+            db_path.display()
+        )))?;
+        RestoreWriter::in_place(dir, opts)
+    }
+
+    /// Turns the base db already at `dir/member/snap/db` (trailer allowed) into the restored
+    /// one, as `etcdutl snapshot restore` does: its pages stay where they are, new revisions and
+    /// the rewritten `members`, `members_removed` and `meta` buckets are appended after them.
+    ///
+    /// # Errors
+    /// The base is unreadable, or writing fails.
+    pub fn in_place(dir: &Path, opts: RestoreOptions) -> Result<RestoreWriter, RestoreError> {
+        let db_path = layout::db_path(dir);
+        let base = Db::open(&db_path).map_err(Error::from)?;
+        let base_revision = crate::current_revision(&base)?.get();
         mkdir(&layout::wal_dir(dir))?;
-        let out = DbWriter::create(layout::db_path(dir)).map_err(RestoreError::Write)?;
+        let mut out = DbWriter::append(&db_path).map_err(RestoreError::Write)?;
+        out.begin_bucket_append(KEY_BUCKET)
+            .map_err(RestoreError::Write)?;
         let mut leases = HashSet::new();
         if let Some(b) = base.bucket(LEASE_BUCKET).map_err(Error::from)? {
             let mut c = base.cursor(&b).map_err(Error::from)?;
@@ -194,7 +212,7 @@ impl RestoreWriter {
                 e = c.next().map_err(Error::from)?;
             }
         }
-        let mut w = RestoreWriter {
+        Ok(RestoreWriter {
             base,
             out,
             dir: dir.to_path_buf(),
@@ -208,52 +226,7 @@ impl RestoreWriter {
                 ..RestoreStats::default()
             },
             value_buf: Vec::new(),
-        };
-        let names = w.base.bucket_names().map_err(Error::from)?;
-        for name in names.iter().filter(|n| n.as_slice() < KEY_BUCKET) {
-            w.copy_bucket(name)?;
-        }
-        let seq = w
-            .base
-            .bucket(KEY_BUCKET)
-            .map_err(Error::from)?
-            .ok_or(Error::MissingBucket("key"))?
-            .sequence();
-        w.out.begin_bucket(KEY_BUCKET, seq);
-        w.copy_entries(KEY_BUCKET)?;
-        w.stats.base_entries = w.out.entries();
-        Ok(w)
-    }
-
-    fn copy_bucket(&mut self, name: &[u8]) -> Result<(), RestoreError> {
-        let seq = self
-            .base
-            .bucket(name)
-            .map_err(Error::from)?
-            .map_or(0, |b| b.sequence());
-        self.out.begin_bucket(name, seq);
-        self.copy_entries(name)?;
-        self.out.end_bucket().map_err(RestoreError::Write)
-    }
-
-    fn copy_entries(&mut self, name: &[u8]) -> Result<(), RestoreError> {
-        let Some(b) = self.base.bucket(name).map_err(Error::from)? else {
-            return Ok(());
-        };
-        let mut c = self.base.cursor(&b).map_err(Error::from)?;
-        let mut e = c.first().map_err(Error::from)?;
-        while let Some(entry) = e {
-            if entry.is_bucket() {
-                return Err(RestoreError::Base(Error::NestedBucket(
-                    String::from_utf8_lossy(name).into_owned(),
-                )));
-            }
-            self.out
-                .put(entry.key, entry.value)
-                .map_err(RestoreError::Write)?;
-            e = c.next().map_err(Error::from)?;
-        }
-        Ok(())
+        })
     }
 
     /// The revision restored so far.
@@ -299,9 +272,9 @@ impl RestoreWriter {
         .to_bytes();
         self.value_buf.clear();
         if c.delete {
-            KeyValue {
-                key: c.key.clone(),
-                ..KeyValue::default()
+            KeyValueRef {
+                key: &c.key,
+                ..KeyValueRef::default()
             }
             .encode_into(&mut self.value_buf);
         } else {
@@ -317,15 +290,15 @@ impl RestoreWriter {
                 self.stats.dropped_leases += 1;
                 0
             };
-            let kv = KeyValue {
-                key: c.key.clone(),
+            KeyValueRef {
+                key: &c.key,
                 create_revision: c.create_revision,
                 mod_revision: r,
                 version: c.version,
-                value: c.value.clone(),
+                value: &c.value,
                 lease,
-            };
-            kv.encode_into(&mut self.value_buf);
+            }
+            .encode_into(&mut self.value_buf);
         }
         self.out
             .put(&key, &self.value_buf)
@@ -343,13 +316,6 @@ impl RestoreWriter {
     /// Reading the base or writing fails.
     pub fn finish(mut self) -> Result<RestoreStats, RestoreError> {
         self.out.end_bucket().map_err(RestoreError::Write)?;
-        let names = self.base.bucket_names().map_err(Error::from)?;
-        for name in names.iter().filter(|n| n.as_slice() > KEY_BUCKET) {
-            if [MEMBERS_BUCKET, MEMBERS_REMOVED_BUCKET, META_BUCKET].contains(&name.as_slice()) {
-                continue;
-            }
-            self.copy_bucket(name)?;
-        }
         self.out.begin_bucket(MEMBERS_BUCKET, 0);
         let mut members: Vec<(String, String)> = self
             .opts
