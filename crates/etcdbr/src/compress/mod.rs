@@ -122,39 +122,80 @@ impl Compression {
     ///
     /// # Errors
     /// Reading, writing or decoding fails (corrupt input is [`io::ErrorKind::InvalidData`]).
-    pub fn decompress(self, input: impl Read, output: impl Write) -> io::Result<u64> {
-        let mut output = CountingWriter {
-            inner: output,
-            n: 0,
-        };
+    pub fn decompress(self, input: impl Read + Send, mut output: impl Write) -> io::Result<u64> {
+        io::copy(&mut self.reader(input), &mut output)
+    }
+
+    /// A reader of the decompressed content of `input` (which should be buffered).
+    /// Concatenated gzip members are read as one stream, as Go's gzip reader does; a truncated
+    /// or corrupt stream is an [`io::ErrorKind::InvalidData`] or
+    /// [`io::ErrorKind::UnexpectedEof`] error, never a short read.
+    pub fn reader<'a>(self, input: impl Read + Send + 'a) -> Box<dyn Read + Send + 'a> {
         match self {
-            Compression::None => {
-                let mut input = input;
-                io::copy(&mut input, &mut output)?;
+            Compression::None => Box::new(input),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Compression::Zlib => Box::new(flate2::read::ZlibDecoder::new(input)),
+            Compression::Lzw => Box::new(LzwReader {
+                inner: input,
+                decoder: weezl::decode::Decoder::new(weezl::BitOrder::Lsb, 8),
+                buf: vec![0; 64 * 1024],
+                start: 0,
+                end: 0,
+                done: false,
+            }),
+        }
+    }
+}
+
+/// Pulls LZW-coded bytes from `inner` and decodes them into the caller's buffer.
+struct LzwReader<R> {
+    inner: R,
+    decoder: weezl::decode::Decoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+impl<R: Read> Read for LzwReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let mut at_eof = false;
+            if self.start == self.end {
+                self.start = 0;
+                self.end = self.inner.read(&mut self.buf)?;
+                at_eof = self.end == 0;
             }
-            Compression::Gzip => {
-                // Go's gzip reader reads concatenated members; so does MultiGzDecoder.
-                io::copy(&mut flate2::read::MultiGzDecoder::new(input), &mut output)?;
-            }
-            Compression::Zlib => {
-                io::copy(&mut flate2::read::ZlibDecoder::new(input), &mut output)?;
-            }
-            Compression::Lzw => {
-                let mut input = input;
-                let mut dec = weezl::decode::Decoder::new(weezl::BitOrder::Lsb, 8);
-                dec.into_stream(&mut output)
-                    .decode_all(io::BufReader::with_capacity(64 * 1024, &mut input))
-                    .status
-                    .map_err(|e| {
-                        if e.kind() == io::ErrorKind::Other {
-                            io::Error::new(io::ErrorKind::InvalidData, e)
-                        } else {
-                            e
-                        }
-                    })?;
+            // At the end of the input the decoder still gets a call: it may hold the end code.
+            let r = self
+                .decoder
+                .decode_bytes(&self.buf[self.start..self.end], out);
+            self.start += r.consumed_in;
+            match r.status {
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Ok(weezl::LzwStatus::Done) => {
+                    self.done = true;
+                    return Ok(r.consumed_out);
+                }
+                Ok(_) if r.consumed_out > 0 => return Ok(r.consumed_out),
+                Ok(_) if at_eof => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "lzw stream ends without its end code",
+                    ));
+                }
+                Ok(_) if r.consumed_in == 0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "lzw decoder made no progress",
+                    ));
+                }
+                Ok(_) => {}
             }
         }
-        Ok(output.n)
     }
 }
 
@@ -191,22 +232,6 @@ impl<R: Read> Read for CountingReader<R> {
         let r = self.inner.read(buf)?;
         self.n += r as u64;
         Ok(r)
-    }
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let w = self.inner.write(buf)?;
-        self.n += w as u64;
-        Ok(w)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

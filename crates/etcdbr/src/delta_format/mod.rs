@@ -13,12 +13,16 @@
 //! [`DeltaEncoder`] writes this form; [`decode`] reads it (and any field order or time zone Go
 //! could have produced).
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, SecondsFormat, Utc};
 use etcdbr_types::Revision;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+mod split;
 
 /// Length of the sha256 trailer.
 pub const HASH_LEN: usize = 32;
@@ -51,6 +55,9 @@ pub enum DeltaFormatError {
     /// The JSON does not parse as a list of events.
     #[error("delta snapshot JSON is malformed")]
     Json(#[source] serde_json::Error),
+    /// Handing a decoded event on failed (writing it to disk, say).
+    #[error("cannot store a decoded delta event")]
+    Io(#[source] std::io::Error),
     /// An event has an unknown type, no kv, or bad base64.
     #[error("delta snapshot event {index} is malformed: {reason}")]
     BadEvent {
@@ -199,33 +206,11 @@ pub fn go_time(t: DateTime<Utc>) -> String {
 }
 
 #[derive(Deserialize)]
-struct RawTimed {
-    #[serde(rename = "etcdEvent")]
-    etcd_event: Option<RawEvent>,
-    time: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawEvent {
-    #[serde(rename = "type", default)]
-    kind: i32,
-    kv: Option<RawKv>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawKv {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    create_revision: i64,
-    #[serde(default)]
-    mod_revision: i64,
-    #[serde(default)]
-    version: i64,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    lease: i64,
+struct RawTimed<'a> {
+    #[serde(rename = "etcdEvent", borrow)]
+    etcd_event: Option<RawEventRef<'a>>,
+    #[serde(borrow)]
+    time: Option<Cow<'a, str>>,
 }
 
 /// Checks the sha256 trailer and returns the JSON part of a (decompressed) delta object.
@@ -263,21 +248,8 @@ pub fn parse(json: &[u8]) -> Result<Vec<TimedEvent>, DeltaFormatError> {
         .collect()
 }
 
-fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
+fn convert(index: usize, r: RawTimed<'_>) -> Result<TimedEvent, DeltaFormatError> {
     let bad = |reason: String| DeltaFormatError::BadEvent { index, reason };
-    let ev = r.etcd_event.ok_or_else(|| bad("no etcdEvent".into()))?;
-    let delete = match ev.kind {
-        0 => false,
-        1 => true,
-        other => return Err(bad(format!("unknown event type {other}"))),
-    };
-    let kv = ev.kv.ok_or_else(|| bad("no kv".into()))?;
-    let b64 = |field: &str, v: Option<String>| -> Result<Vec<u8>, DeltaFormatError> {
-        v.map_or(Ok(Vec::new()), |s| {
-            B64.decode(s)
-                .map_err(|e| bad(format!("{field} is not base64: {e}")))
-        })
-    };
     let time = match r.time {
         Some(t) => DateTime::parse_from_rfc3339(&t)
             .map_err(|e| bad(format!("time {t:?}: {e}")))?
@@ -285,16 +257,92 @@ fn convert(index: usize, r: RawTimed) -> Result<TimedEvent, DeltaFormatError> {
         None => DateTime::<Utc>::UNIX_EPOCH,
     };
     Ok(TimedEvent {
-        event: Event {
-            delete,
-            key: b64("key", kv.key)?,
-            create_revision: kv.create_revision,
-            mod_revision: kv.mod_revision,
-            version: kv.version,
-            value: b64("value", kv.value)?,
-            lease: kv.lease,
-        },
+        event: convert_event(index, r.etcd_event)?,
         time,
+    })
+}
+
+/// An element of the array when only the event matters (restore ignores the times), its
+/// strings borrowed from the element's bytes where they have no escapes.
+#[derive(Deserialize)]
+struct RawUntimed<'a> {
+    #[serde(rename = "etcdEvent", borrow)]
+    etcd_event: Option<RawEventRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawEventRef<'a> {
+    #[serde(rename = "type", default)]
+    kind: i32,
+    #[serde(borrow)]
+    kv: Option<RawKvRef<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawKvRef<'a> {
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    create_revision: i64,
+    #[serde(default)]
+    mod_revision: i64,
+    #[serde(default)]
+    version: i64,
+    #[serde(default, borrow)]
+    value: Option<Cow<'a, str>>,
+    #[serde(default)]
+    lease: i64,
+}
+
+/// Reads a delta's JSON array from `reader` one element at a time and calls `f` with each
+/// event, in order; returns how many there were. Memory holds one element whatever the
+/// delta's size. Reads `reader` to its end; what follows the closing `]` (the sha256 trailer)
+/// is not looked at. The times are not decoded.
+///
+/// # Errors
+/// [`DeltaFormatError::Json`], [`DeltaFormatError::BadEvent`], or [`DeltaFormatError::Io`]
+/// when reading or `f` fails.
+pub fn for_each_event<R: std::io::Read>(
+    reader: R,
+    mut f: impl FnMut(Event) -> std::io::Result<()>,
+) -> Result<usize, DeltaFormatError> {
+    split::for_each_element(reader, |index, bytes| {
+        let raw: RawUntimed<'_> = serde_json::from_slice(bytes).map_err(DeltaFormatError::Json)?;
+        let event = convert_event(index, raw.etcd_event)?;
+        f(event).map_err(DeltaFormatError::Io)
+    })
+    .map_err(|e| match e {
+        split::SplitError::Io(e) => DeltaFormatError::Io(e),
+        split::SplitError::Syntax(s) => {
+            DeltaFormatError::Json(<serde_json::Error as serde::de::Error>::custom(s))
+        }
+        split::SplitError::Element(e) => e,
+    })
+}
+
+fn convert_event(index: usize, ev: Option<RawEventRef<'_>>) -> Result<Event, DeltaFormatError> {
+    let bad = |reason: String| DeltaFormatError::BadEvent { index, reason };
+    let ev = ev.ok_or_else(|| bad("no etcdEvent".into()))?;
+    let delete = match ev.kind {
+        0 => false,
+        1 => true,
+        other => return Err(bad(format!("unknown event type {other}"))),
+    };
+    let kv = ev.kv.ok_or_else(|| bad("no kv".into()))?;
+    let b64 = |field: &str, v: Option<Cow<'_, str>>| -> Result<Vec<u8>, DeltaFormatError> {
+        v.map_or(Ok(Vec::new()), |s| {
+            B64.decode(s.as_bytes())
+                .map_err(|e| bad(format!("{field} is not base64: {e}")))
+        })
+    };
+    Ok(Event {
+        delete,
+        key: b64("key", kv.key)?,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: b64("value", kv.value)?,
+        lease: kv.lease,
     })
 }
 
@@ -401,5 +449,52 @@ mod tests {
         let obj = DeltaEncoder::new().finish();
         assert_eq!(&obj[..2], b"[]");
         assert!(decode(&obj).unwrap().is_empty());
+    }
+
+    #[test]
+    fn streaming_reader_yields_what_parse_yields() {
+        let mut enc = DeltaEncoder::new();
+        for i in 0..500i64 {
+            let mut e = put(
+                &format!("k{i}"),
+                &"v".repeat(i as usize * 7),
+                2,
+                2 + i,
+                1,
+                i % 3,
+            );
+            e.delete = i % 11 == 0;
+            enc.push(&e, t(i as u32));
+        }
+        let object = enc.finish();
+        let want: Vec<Event> = decode(&object)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.event)
+            .collect();
+        let mut got = Vec::new();
+        let n = for_each_event(&object[..], |e| {
+            got.push(e);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 500);
+        assert_eq!(got, want);
+
+        // Bad elements name their index; a failing handler stops the read with its error.
+        let bad = br#"[{"etcdEvent":{"kv":{"key":"YQ=="}}},{"etcdEvent":{"type":7,"kv":{}}}]"#;
+        let e = for_each_event(&bad[..], |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("event 1") && e.contains("unknown event type 7"),
+            "{e}"
+        );
+        let e =
+            for_each_event(&object[..], |_| Err(std::io::Error::other("disk full"))).unwrap_err();
+        assert!(matches!(e, DeltaFormatError::Io(_)), "{e}");
+        let cut = br#"[{"etcdEvent":{"kv":{"key":"YQ=="}}}"#;
+        let e = for_each_event(&cut[..], |_| Ok(())).unwrap_err();
+        assert!(matches!(e, DeltaFormatError::Json(_)), "{e}");
     }
 }

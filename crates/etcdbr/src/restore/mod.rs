@@ -1,12 +1,14 @@
 //! Restoring a data directory from the store: the latest full snapshot and its deltas, applied
 //! natively (no etcd process), built in `<data-dir>.part` and renamed into place on success.
 //!
-//! The full snapshot is decompressed into a temp file while its sha256 trailer is checked.
-//! Deltas are downloaded in order with at most `max_fetchers` in flight, so temp disk holds only
-//! the deltas not yet applied; each is decompressed, its trailer checked, and its events applied
-//! as new revisions. Gaps between deltas are found from their names before any download.
+//! The full snapshot is decompressed straight into the new data directory's db while its sha256
+//! trailer is checked, and the db is then restored in place (as `etcdutl snapshot restore`
+//! does), so disk holds one copy of the database. Meanwhile up to `max_fetchers` deltas are
+//! downloaded, decompressed, checked and decoded in parallel into event files (temp disk holds
+//! only the deltas not yet applied), and the applier adds their events in order as new
+//! revisions. Gaps between deltas are found from their names before any download.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,13 +18,15 @@ use etcd_datadir::restore::{
     DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
 };
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use snapstore::{SnapStore, Snapshot};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::compress::Compression;
-use crate::delta_format;
 use crate::error::{Error, RestoreFailure, Result};
+use event_file::EventReader;
+
+mod event_file;
+mod fetch;
 
 /// What to restore, and where (the original's restoration flags).
 #[derive(Debug, Clone)]
@@ -233,17 +237,26 @@ async fn build(
     scratch: &Path,
     part: &Path,
 ) -> Result<RestoreStats> {
-    // Deltas are fetched (and decompressed and verified) while the full snapshot is, and flow in
-    // order through a channel of one: at most `max_fetchers` run ahead of the applier.
+    // Deltas are fetched and decoded while the full snapshot is, and flow in order through a
+    // channel of one: at most `max_fetchers` event files wait on disk ahead of the applier.
+    // The full snapshot is on the critical path, so until it is in, deltas get only the cores
+    // its decompression leaves free; then all `max_fetchers` may run.
+    let fetchers = opts.max_fetchers.max(1);
+    let early = fetchers.min(cores().saturating_sub(1).max(1));
+    let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(Snapshot, PathBuf)>>(1);
     let producer = {
         let (store, deltas, scratch) = (store.clone(), deltas.to_vec(), scratch.to_path_buf());
-        let fetchers = opts.max_fetchers.max(1);
+        let permits = Arc::clone(&permits);
         tokio::spawn(async move {
             let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
                 .map(|(i, d)| {
                     let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
-                    async move { download(&store, &d, &path).await.map(|()| (d, path)) }
+                    let permits = Arc::clone(&permits);
+                    async move {
+                        let _permit = permits.acquire_owned().await;
+                        fetch::delta(&store, &d, &path).await.map(|()| (d, path))
+                    }
                 })
                 .buffered(fetchers);
             while let Some(item) = downloads.next().await {
@@ -254,11 +267,24 @@ async fn build(
             }
         })
     };
-    let base = scratch.join("base.db");
-    if let Err(e) = fetch_full(store, full, &base, opts.skip_hash_check).await {
+    // The full snapshot goes straight into the data directory, which is then restored in place.
+    let db = layout::db_path(part);
+    let prepared = create_private_dir(&layout::snap_dir(part));
+    let fetched = match prepared {
+        Ok(()) => fetch::full(store, full, &db, opts.skip_hash_check).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = fetched {
         producer.abort();
         return Err(e);
     }
+    permits.add_permits(fetchers - early);
+    // The base pages reach the disk while deltas are applied; the final fsync then only waits
+    // for the pages appended after them.
+    let early_sync = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(db).and_then(|f| f.sync_data()))
+    };
     let build_opts = BuildOptions {
         cluster: cluster.clone(),
         member,
@@ -267,7 +293,7 @@ async fn build(
     let part_path = part.to_path_buf();
     let applier = tokio::task::spawn_blocking(move || -> Result<RestoreStats> {
         let mut w =
-            RestoreWriter::create(&base, &part_path, build_opts).map_err(RestoreFailure::from)?;
+            RestoreWriter::in_place(&part_path, build_opts).map_err(RestoreFailure::from)?;
         while let Some(item) = rx.blocking_recv() {
             let (snap, file) = item?;
             apply_delta(&mut w, &snap, &file)?;
@@ -280,130 +306,33 @@ async fn build(
         source: io::Error::other(e),
     });
     producer.abort();
+    // Its outcome does not matter: the applier's fsync covers the whole file.
+    let _ = early_sync.await;
     result?
 }
 
-async fn download(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
-    let (total, digest_ok) = fetch_decompressed(store, s, path).await?;
-    let problem = if total < delta_format::HASH_LEN as u64 {
-        delta_format::DeltaFormatError::MissingHash(total as usize)
-    } else if !digest_ok {
-        delta_format::DeltaFormatError::HashMismatch(
-            (total - delta_format::HASH_LEN as u64) as usize,
-        )
-    } else {
-        return Ok(());
-    };
-    Err(RestoreFailure::Delta {
-        name: s.snap_name.clone(),
-        source: problem,
-    }
-    .into())
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// Streams an object through its decompressor into `path`, hashing all but the last 32 bytes;
-/// returns the decompressed size and whether those 32 bytes are the sha256 of the rest.
-async fn fetch_decompressed(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<(u64, bool)> {
-    let compression = Compression::from_suffix(&s.compression_suffix)
-        .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
-    let body = store.fetch(s).await?;
-    let file = std::fs::File::create(path)
-        .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let name = s.snap_name.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || -> Result<(u64, bool)> {
-        let _guard = handle.enter();
-        // Large reads: each read of an async body from a blocking thread is a round trip.
-        let reader = io::BufReader::with_capacity(1 << 20, tokio_util::io::SyncIoBridge::new(body));
-        let mut out = HashingFile {
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            tail: Vec::new(),
-            total: 0,
-        };
-        compression
-            .decompress(reader, &mut out)
-            .map_err(|source| RestoreFailure::Decompress {
-                name: name.clone(),
-                compression: compression.to_string(),
-                source,
-            })?;
-        out.flush()
-            .map_err(Error::io(format!("cannot write the decompressed {name}")))?;
-        let ok = out.tail.len() == 32 && out.hasher.finalize().as_slice() == out.tail.as_slice();
-        Ok((out.total, ok))
-    })
-    .await
-    .map_err(|e| Error::Io {
-        what: "snapshot download".into(),
-        source: io::Error::other(e),
-    })?
-}
-
-/// Writes through to a file and hashes everything but the last 32 bytes written.
-struct HashingFile {
-    file: io::BufWriter<std::fs::File>,
-    hasher: Sha256,
-    tail: Vec<u8>,
-    total: u64,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.total += buf.len() as u64;
-        self.tail.extend_from_slice(buf);
-        if self.tail.len() > 32 {
-            let cut = self.tail.len() - 32;
-            self.hasher.update(&self.tail[..cut]);
-            self.tail.drain(..cut);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-async fn fetch_full(
-    store: &SnapStore,
-    full: &Snapshot,
-    path: &Path,
-    skip_hash_check: bool,
-) -> Result<()> {
-    let started = Instant::now();
-    let (total, digest_ok) = fetch_decompressed(store, full, path).await?;
-    let has_hash = total % 512 == 32;
-    if !skip_hash_check {
-        if !has_hash {
-            return Err(RestoreFailure::MissingHash(full.snap_name.clone()).into());
-        }
-        if !digest_ok {
-            return Err(RestoreFailure::HashMismatch(full.snap_name.clone()).into());
-        }
-    }
-    tracing::info!(
-        "Fetched base snapshot {} ({total} bytes) in {:.3}s",
-        full.snap_name,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(Error::io(format!("cannot create {}", path.display())))
 }
 
 fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()> {
-    let mut object = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|mut f| f.read_to_end(&mut object))
-        .map_err(Error::io(format!("cannot read {}", file.display())))?;
-    let json = &object[..object.len().saturating_sub(delta_format::HASH_LEN)];
-    let events = delta_format::parse(json).map_err(|source| RestoreFailure::Delta {
-        name: snap.snap_name.clone(),
-        source,
-    })?;
-    drop(object);
+    let mut events =
+        EventReader::open(file).map_err(Error::io(format!("cannot read {}", file.display())))?;
     let before = w.revision();
-    for e in &events {
-        w.apply(&e.event).map_err(RestoreFailure::from)?;
+    while let Some(e) = events
+        .next()
+        .map_err(Error::io(format!("cannot read {}", file.display())))?
+    {
+        w.apply(e).map_err(RestoreFailure::from)?;
     }
     tracing::info!(
         "Applied delta snapshot {}: revisions {}..={}",
