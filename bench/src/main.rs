@@ -67,6 +67,9 @@ enum What {
         /// Delta events (puts) written after the full snapshot
         #[arg(long, default_value_t = 100_000)]
         events: usize,
+        /// Compression of the backups: gzip, zlib, lzw or none
+        #[arg(long, default_value = "gzip")]
+        compression: String,
     },
     /// The server as a sidecar: idle RSS/CPU, then RSS/CPU under a steady write rate
     Sidecar {
@@ -115,9 +118,20 @@ async fn main() -> anyhow::Result<()> {
             load(&etcd, args.keys, args.value_size).await?;
             full::full(&etcd, &etcdbrctl, args.runs)?;
         }
-        What::Restore { events } => {
+        What::Restore {
+            events,
+            compression,
+        } => {
             load(&etcd, args.keys, args.value_size).await?;
-            restore::restore_bench(&etcd, &etcdbrctl, events, args.value_size, args.runs).await?;
+            restore::restore_bench(
+                &etcd,
+                &etcdbrctl,
+                events,
+                args.value_size,
+                args.runs,
+                &compression,
+            )
+            .await?;
         }
         What::Sidecar {
             idle,

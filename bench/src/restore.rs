@@ -17,7 +17,13 @@ pub(crate) async fn restore_bench(
     events: usize,
     size: usize,
     runs: usize,
+    compression: &str,
 ) -> anyhow::Result<()> {
+    let policy = if compression == "none" {
+        "--compress-snapshots=false".to_owned()
+    } else {
+        format!("--compression-policy={compression}")
+    };
     let home = tempfile::tempdir()?;
     std::fs::create_dir_all(home.path().join("tmp"))?;
     let store = home.path().join("store/v2");
@@ -25,7 +31,7 @@ pub(crate) async fn restore_bench(
         etcdbrctl,
         etcd,
         home.path(),
-        &["--delta-snapshot-period=10s"],
+        &["--delta-snapshot-period=10s", &policy],
     )?;
     while files(&store, "Full-").is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -109,14 +115,14 @@ pub(crate) async fn restore_bench(
         .into_iter()
         .next()
         .context("no full snapshot")?;
-    let st = Command::new("gzip")
-        .arg("-dc")
-        .arg(&full)
-        .stdout(std::fs::File::create(&saved)?)
-        .status()?;
-    if !st.success() {
-        bail!("gzip -dc {} failed", full.display());
-    }
+    let suffix = match full.extension().and_then(|e| e.to_str()) {
+        Some(e @ ("gz" | "zlib" | "Z")) => format!(".{e}"),
+        _ => String::new(),
+    };
+    etcdbr::compress::Compression::from_suffix(&suffix)?.decompress(
+        std::io::BufReader::new(std::fs::File::open(&full)?),
+        std::fs::File::create(&saved)?,
+    )?;
     let db_size = std::fs::metadata(&saved)?.len();
     let etcdutl = EtcdVersion::V35.binary("etcdutl");
     let mut rows = Vec::new();
@@ -190,7 +196,7 @@ pub(crate) async fn restore_bench(
         c
     })?;
     println!(
-        "full snapshot db {:.1} MB; {} runs each, medians",
+        "full snapshot db {:.1} MB, backups compressed with {compression}; {} runs each, medians",
         db_size as f64 / 1e6,
         runs
     );

@@ -118,6 +118,9 @@ pub struct RestoreOptions {
     pub member: MemberId,
     /// Data-dir conventions.
     pub format: DataDirFormat,
+    /// Whether to fsync the db and directories: a data dir etcd will run on must be durable;
+    /// scratch output read back at once (compaction's) need not wait for the disk.
+    pub durable: bool,
 }
 
 /// What a restore did.
@@ -335,8 +338,10 @@ impl RestoreWriter {
         self.out.end_bucket().map_err(RestoreError::Write)?;
         self.write_meta()?;
         let file = self.out.finish().map_err(RestoreError::Write)?;
-        file.sync_all()
-            .map_err(io("cannot fsync the restored db"))?;
+        if self.opts.durable {
+            file.sync_all()
+                .map_err(io("cannot fsync the restored db"))?;
+        }
 
         let cluster = &self.opts.cluster;
         let with_conf_state = self.opts.format == DataDirFormat::V35;
@@ -355,7 +360,9 @@ impl RestoreWriter {
             layout::member_dir(&self.dir),
             self.dir.clone(),
         ] {
-            sync_dir(&d)?;
+            if self.opts.durable {
+                sync_dir(&d)?;
+            }
         }
         Ok(self.stats)
     }

@@ -153,6 +153,7 @@ async fn restore_and_boot(format: DataDirFormat, boot: EtcdVersion) {
             cluster,
             member,
             format,
+            durable: true,
         },
     )
     .unwrap();
@@ -278,6 +279,7 @@ async fn a_lease_granted_after_the_snapshot_is_dropped() {
             cluster,
             member,
             format: DataDirFormat::V35,
+            durable: true,
         },
     )
     .unwrap();

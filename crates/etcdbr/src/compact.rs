@@ -68,7 +68,9 @@ pub async fn compact(store: &SnapStore, opts: &CompactOptions) -> Result<Compact
     if opts.restore.data_dir.exists() {
         return Err(RestoreFailure::TargetExists(opts.restore.data_dir.clone()).into());
     }
-    let restored = build_part(store, &opts.restore).await?;
+    let mut restore = opts.restore.clone();
+    restore.durable = false; // scratch: read back at once, removed afterwards
+    let restored = build_part(store, &restore).await?;
     tracing::info!("Restoration for compaction is done.");
     std::fs::create_dir_all(&opts.temp_dir).map_err(Error::io(format!(
         "cannot create {}",

@@ -50,6 +50,8 @@ pub struct RestoreOptions {
     pub temp_dir: PathBuf,
     /// Data-dir conventions of the etcd that will run on it.
     pub format: DataDirFormat,
+    /// fsync what is written (true but for scratch restores that are read back at once).
+    pub durable: bool,
 }
 
 impl RestoreOptions {
@@ -66,6 +68,7 @@ impl RestoreOptions {
             max_fetchers: 6,
             temp_dir: PathBuf::from("default.restoration.tmp"),
             format: DataDirFormat::V35,
+            durable: true,
         }
     }
 }
@@ -282,13 +285,20 @@ async fn build(
     // The base pages reach the disk while deltas are applied; the final fsync then only waits
     // for the pages appended after them.
     let early_sync = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(db).and_then(|f| f.sync_data()))
+        let (db, durable) = (db.clone(), opts.durable);
+        tokio::task::spawn_blocking(move || {
+            if durable {
+                std::fs::File::open(db).and_then(|f| f.sync_data())
+            } else {
+                Ok(())
+            }
+        })
     };
     let build_opts = BuildOptions {
         cluster: cluster.clone(),
         member,
         format: opts.format,
+        durable: opts.durable,
     };
     let part_path = part.to_path_buf();
     let applier = tokio::task::spawn_blocking(move || -> Result<RestoreStats> {
