@@ -232,41 +232,27 @@ impl Db {
             }
             page = self.page(page.branch(0)?.pgid)?;
         }
-        // `level` holds the pages `depth` levels above the leaves; step down to depth 1.
-        let mut level = vec![root];
-        for _ in 1..depth {
+        // Step down one branch level at a time, `depth` times, to the leaves' separators.
+        let mut level = vec![(Vec::new(), root)];
+        for _ in 0..depth {
             let mut next = Vec::new();
-            for id in level {
-                let p = self.page(id)?;
+            for (_, id) in &level {
+                let p = self.page(*id)?;
                 if !p.is_branch() {
                     return Err(Error::UnexpectedPageType {
-                        pgid: Some(id),
+                        pgid: Some(*id),
                         flags: p.header.flags,
                         expected: "branch",
                     });
                 }
                 for i in 0..p.count() {
-                    next.push(p.branch(i)?.pgid);
+                    let b = p.branch(i)?;
+                    next.push((b.key.to_vec(), b.pgid));
                 }
             }
             level = next;
         }
-        let mut refs = Vec::new();
-        for id in level {
-            let p = self.page(id)?;
-            if !p.is_branch() {
-                return Err(Error::UnexpectedPageType {
-                    pgid: Some(id),
-                    flags: p.header.flags,
-                    expected: "branch",
-                });
-            }
-            for i in 0..p.count() {
-                let b = p.branch(i)?;
-                refs.push((b.key.to_vec(), b.pgid));
-            }
-        }
-        Ok(refs)
+        Ok(level)
     }
 
     /// A cursor over the keys of `bucket`.

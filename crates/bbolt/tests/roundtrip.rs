@@ -35,10 +35,18 @@ fn write(path: &std::path::Path, buckets: &Buckets) {
 
 fn read(path: &std::path::Path) -> Buckets {
     let db = Db::open(path).unwrap();
+    for name in db.bucket_names().unwrap() {
+        assert_eq!(db.bucket(&name).unwrap().unwrap().sequence(), 7);
+    }
+    read_entries(path)
+}
+
+/// Every bucket's entries, each bucket's last key checked against a cursor's `last`.
+fn read_entries(path: &std::path::Path) -> Buckets {
+    let db = Db::open(path).unwrap();
     let mut out = Buckets::new();
     for name in db.bucket_names().unwrap() {
         let b = db.bucket(&name).unwrap().unwrap();
-        assert_eq!(b.sequence(), 7);
         let mut entries = BTreeMap::new();
         let mut c = db.cursor(&b).unwrap();
         let mut e = c.first().unwrap();
@@ -369,21 +377,4 @@ fn append_adds_keys_replaces_buckets_and_checks_clean() {
             assert!(got == want_entries, "{base_keys} keys, round {round}");
         }
     }
-}
-
-fn read_entries(path: &std::path::Path) -> Buckets {
-    let db = Db::open(path).unwrap();
-    let mut out = Buckets::new();
-    for name in db.bucket_names().unwrap() {
-        let b = db.bucket(&name).unwrap().unwrap();
-        let mut entries = BTreeMap::new();
-        let mut c = db.cursor(&b).unwrap();
-        let mut e = c.first().unwrap();
-        while let Some(x) = e {
-            entries.insert(x.key.to_vec(), x.value.to_vec());
-            e = c.next().unwrap();
-        }
-        out.insert(name, entries);
-    }
-    out
 }

@@ -1,9 +1,64 @@
-//! The sha256 trailer etcd appends to a snapshot stream, for databases we write ourselves
-//! (`compact`): the reader yields the file's bytes, then their sha256.
+//! The sha256 trailer etcd appends to a snapshot stream (and the original to a delta's JSON):
+//! [`TrailerCheck`] verifies one on bytes as they stream by; [`WithSha256Trailer`] appends one to
+//! databases we write ourselves (`compact`).
 
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
+
+/// Length of the trailer.
+pub const TRAILER_LEN: usize = 32;
+
+/// Checks a sha256 trailer on a stream seen in pieces of any size: hashes everything but the
+/// last 32 bytes seen so far, which it holds back as the candidate trailer.
+pub struct TrailerCheck {
+    hasher: Sha256,
+    tail: Vec<u8>,
+    total: u64,
+}
+
+impl Default for TrailerCheck {
+    fn default() -> TrailerCheck {
+        TrailerCheck {
+            hasher: Sha256::new(),
+            tail: Vec::with_capacity(2 * TRAILER_LEN),
+            total: 0,
+        }
+    }
+}
+
+impl TrailerCheck {
+    /// Takes the next piece of the stream.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.total += piece.len() as u64;
+        if piece.len() >= TRAILER_LEN {
+            let cut = piece.len() - TRAILER_LEN;
+            self.hasher.update(&self.tail);
+            self.hasher.update(&piece[..cut]);
+            self.tail.clear();
+            self.tail.extend_from_slice(&piece[cut..]);
+        } else {
+            self.tail.extend_from_slice(piece);
+            if self.tail.len() > TRAILER_LEN {
+                let cut = self.tail.len() - TRAILER_LEN;
+                self.hasher.update(&self.tail[..cut]);
+                self.tail.drain(..cut);
+            }
+        }
+    }
+
+    /// Bytes seen.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the last 32 bytes seen are the sha256 of everything before them.
+    #[must_use]
+    pub fn matches(self) -> bool {
+        self.tail.len() == TRAILER_LEN && self.hasher.finalize().as_slice() == self.tail.as_slice()
+    }
+}
 
 /// Reads `inner` to its end, then yields the sha256 of everything read.
 pub struct WithSha256Trailer<R> {
@@ -47,6 +102,27 @@ impl<R: Read> Read for WithSha256Trailer<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailer_check_holds_back_the_trailer_across_any_piece_size() {
+        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut stream = body.clone();
+        stream.extend_from_slice(&Sha256::digest(&body));
+        for split in [1usize, 5, 31, 32, 33, 64, 4096, 10_000] {
+            let mut check = TrailerCheck::default();
+            for piece in stream.chunks(split) {
+                check.update(piece);
+            }
+            assert_eq!(check.total(), stream.len() as u64);
+            assert!(check.matches(), "pieces of {split}");
+        }
+        let mut short = TrailerCheck::default();
+        short.update(&stream[..20]);
+        assert!(!short.matches());
+        let mut altered = TrailerCheck::default();
+        altered.update(&stream[1..]);
+        assert!(!altered.matches());
+    }
 
     #[test]
     fn appends_the_digest_of_the_content() {

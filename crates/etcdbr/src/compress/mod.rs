@@ -12,8 +12,8 @@ use parallel::Container;
 
 mod parallel;
 
-/// Compression workers: one per core.
-fn cores() -> usize {
+/// The cores this process may use: compression workers, and the restore's share of them.
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 

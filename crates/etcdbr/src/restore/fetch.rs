@@ -10,13 +10,13 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use snapstore::{SnapStore, Snapshot};
 
 use super::event_file::EventWriter;
 use crate::compress::Compression;
 use crate::delta_format::{self, DeltaFormatError};
 use crate::error::{Error, RestoreFailure, Result};
+use crate::trailer::TrailerCheck;
 
 /// Reads of an async body from a blocking thread are round trips: read in large blocks.
 const BLOCK: usize = 1 << 20;
@@ -111,16 +111,13 @@ async fn stream(
         let decompressed = compression.reader(raw);
         let mut hashing = HashingReader {
             inner: decompressed,
-            hasher: Sha256::new(),
-            tail: Vec::with_capacity(2 * delta_format::HASH_LEN),
-            total: 0,
+            check: TrailerCheck::default(),
         };
         consume(&mut hashing)?;
         // Whatever `consume` left unread still counts (and must decompress cleanly).
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| decompress_failure(&name, e))?;
-        let ok = hashing.tail.len() == delta_format::HASH_LEN
-            && hashing.hasher.finalize().as_slice() == hashing.tail.as_slice();
-        Ok((hashing.total, ok))
+        let total = hashing.check.total();
+        Ok((total, hashing.check.matches()))
     })
     .await
     .map_err(|e| Error::Io {
@@ -142,57 +139,16 @@ fn decompress_failure(name: &str, source: io::Error) -> Error {
     }
 }
 
-/// Passes bytes through and hashes all but the last 32 read, which it keeps as `tail`.
+/// Passes bytes through a [`TrailerCheck`].
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
-    tail: Vec<u8>,
-    total: u64,
+    check: TrailerCheck,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let got = &buf[..n];
-        self.total += n as u64;
-        let keep = delta_format::HASH_LEN;
-        if n >= keep {
-            self.hasher.update(&self.tail);
-            self.hasher.update(&got[..n - keep]);
-            self.tail.clear();
-            self.tail.extend_from_slice(&got[n - keep..]);
-        } else {
-            self.tail.extend_from_slice(got);
-            if self.tail.len() > keep {
-                let cut = self.tail.len() - keep;
-                self.hasher.update(&self.tail[..cut]);
-                self.tail.drain(..cut);
-            }
-        }
+        self.check.update(&buf[..n]);
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashing_reader_holds_back_the_trailer_across_any_read_size() {
-        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
-        let mut stream = body.clone();
-        stream.extend_from_slice(&Sha256::digest(&body));
-        for chunk in [1usize, 5, 31, 32, 33, 64, 4096, 10_000] {
-            let mut r = HashingReader {
-                inner: &stream[..],
-                hasher: Sha256::new(),
-                tail: Vec::new(),
-                total: 0,
-            };
-            let mut buf = vec![0u8; chunk];
-            while r.read(&mut buf).unwrap() > 0 {}
-            assert_eq!(r.total, stream.len() as u64);
-            assert_eq!(r.hasher.finalize().as_slice(), r.tail.as_slice(), "{chunk}");
-        }
     }
 }

@@ -245,7 +245,7 @@ async fn build(
     // The full snapshot is on the critical path, so until it is in, deltas get only the cores
     // its decompression leaves free; then all `max_fetchers` may run.
     let fetchers = opts.max_fetchers.max(1);
-    let early = fetchers.min(cores().saturating_sub(1).max(1));
+    let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(Snapshot, PathBuf)>>(1);
     let producer = {
@@ -319,10 +319,6 @@ async fn build(
     // Its outcome does not matter: the applier's fsync covers the whole file.
     let _ = early_sync.await;
     result?
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
