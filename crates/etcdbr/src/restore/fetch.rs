@@ -61,6 +61,7 @@ pub(super) async fn full(
 /// Fetches a delta, decodes its events into an event file at `path`, and checks its trailer;
 /// the file is only used when this returns `Ok`.
 pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
+    let started = Instant::now();
     let mut events = EventWriter::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
     let name = s.snap_name.clone();
@@ -89,6 +90,11 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
             (total - delta_format::HASH_LEN as u64) as usize,
         )));
     }
+    tracing::debug!(
+        "Fetched and decoded delta snapshot {} ({total} bytes) in {:.3}s",
+        s.snap_name,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use snapstore::{SnapStore, Snapshot};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::{Error, RestoreFailure, Result};
 use event_file::EventReader;
@@ -252,16 +253,24 @@ async fn build(
         let (store, deltas, scratch) = (store.clone(), deltas.to_vec(), scratch.to_path_buf());
         let permits = Arc::clone(&permits);
         tokio::spawn(async move {
+            // Each download is its own task, so downloads go on while this loop waits for the
+            // applier; dropping the stream (on abort) aborts them.
             let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
                 .map(|(i, d)| {
                     let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
                     let permits = Arc::clone(&permits);
-                    async move {
+                    AbortOnDropHandle::new(tokio::spawn(async move {
                         let _permit = permits.acquire_owned().await;
                         fetch::delta(&store, &d, &path).await.map(|()| (d, path))
-                    }
+                    }))
                 })
-                .buffered(fetchers);
+                .buffered(fetchers)
+                .map(|joined| {
+                    joined.map_err(|e| Error::Io {
+                        what: "delta download".into(),
+                        source: io::Error::other(e),
+                    })?
+                });
             while let Some(item) = downloads.next().await {
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
