@@ -26,6 +26,18 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     snap_dir(data_dir).join("db")
 }
 
+/// Creates `path` and its missing parents with mode 0700, as etcd creates its directories.
+///
+/// # Errors
+/// The directory cannot be created.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// `<data-dir>.part`, where a restore builds before the atomic rename.
 #[must_use]
 pub fn part_dir(data_dir: &Path) -> PathBuf {

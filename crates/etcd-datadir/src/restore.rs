@@ -152,12 +152,7 @@ pub struct RestoreWriter {
 }
 
 fn mkdir(path: &Path) -> Result<(), RestoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io(format!("cannot create {}", path.display())))
+    layout::create_private_dir(path).map_err(io(format!("cannot create {}", path.display())))
 }
 
 fn sync_dir(path: &Path) -> Result<(), RestoreError> {

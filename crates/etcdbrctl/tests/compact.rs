@@ -5,29 +5,17 @@ mod common;
 
 use std::path::Path;
 
-use common::{bin, names, v2};
+use common::{KvRow, bin, kv_rows, names, v2};
 use testkit::etcd_client::{Client, DeleteOptions, GetOptions};
 use testkit::{Etcd, EtcdVersion};
 
 /// Every live key with its value and revisions, as etcd reports them.
-async fn contents(c: &mut Client) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)> {
+async fn contents(c: &mut Client) -> Vec<KvRow> {
     let r = c
         .get(vec![0u8], Some(GetOptions::new().with_from_key()))
         .await
         .unwrap();
-    r.kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key().to_vec(),
-                kv.value().to_vec(),
-                kv.create_revision(),
-                kv.mod_revision(),
-                kv.version(),
-                kv.lease(),
-            )
-        })
-        .collect()
+    kv_rows(&r)
 }
 
 async fn restore_and_read(

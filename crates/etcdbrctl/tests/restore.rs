@@ -9,7 +9,7 @@ use common::*;
 use testkit::etcd_client::{Client, GetOptions};
 use testkit::{Etcd, EtcdVersion};
 
-async fn kvs(c: &mut Client, rev: i64) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)> {
+async fn kvs(c: &mut Client, rev: i64) -> Vec<KvRow> {
     // Keys only (values are covered by hashkv): three 1.5 MiB values exceed the client message limit.
     let r = c
         .get(
@@ -23,19 +23,7 @@ async fn kvs(c: &mut Client, rev: i64) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, 
         )
         .await
         .unwrap();
-    r.kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key().to_vec(),
-                kv.value().to_vec(),
-                kv.create_revision(),
-                kv.mod_revision(),
-                kv.version(),
-                kv.lease(),
-            )
-        })
-        .collect()
+    kv_rows(&r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

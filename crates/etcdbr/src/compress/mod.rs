@@ -92,20 +92,20 @@ impl Compression {
                 let mut output = output;
                 io::copy(&mut input, &mut output)
             }
-            Compression::Gzip => parallel::compress(
-                Container::Gzip,
-                flate2::Compression::default(),
-                cores(),
-                input,
-                output,
-            ),
-            Compression::Zlib => parallel::compress(
-                Container::Zlib,
-                flate2::Compression::default(),
-                cores(),
-                input,
-                output,
-            ),
+            Compression::Gzip | Compression::Zlib => {
+                let container = if self == Compression::Gzip {
+                    Container::Gzip
+                } else {
+                    Container::Zlib
+                };
+                parallel::compress(
+                    container,
+                    flate2::Compression::default(),
+                    cores(),
+                    input,
+                    output,
+                )
+            }
             Compression::Lzw => {
                 let mut output = output;
                 let mut enc = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);

@@ -55,6 +55,9 @@ pub enum DeltaFormatError {
     /// The JSON does not parse as a list of events.
     #[error("delta snapshot JSON is malformed")]
     Json(#[source] serde_json::Error),
+    /// The content could not be read: a truncated or corrupt object, or a failed download.
+    #[error("cannot read the delta snapshot's content")]
+    Read(#[source] std::io::Error),
     /// Handing a decoded event on failed (writing it to disk, say).
     #[error("cannot store a decoded delta event")]
     Io(#[source] std::io::Error),
@@ -300,8 +303,8 @@ struct RawKvRef<'a> {
 /// is not looked at. The times are not decoded.
 ///
 /// # Errors
-/// [`DeltaFormatError::Json`], [`DeltaFormatError::BadEvent`], or [`DeltaFormatError::Io`]
-/// when reading or `f` fails.
+/// [`DeltaFormatError::Json`] or [`DeltaFormatError::BadEvent`] for bad content,
+/// [`DeltaFormatError::Read`] when reading fails, [`DeltaFormatError::Io`] when `f` fails.
 pub fn for_each_event<R: std::io::Read>(
     reader: R,
     mut f: impl FnMut(Event) -> std::io::Result<()>,
@@ -312,7 +315,7 @@ pub fn for_each_event<R: std::io::Read>(
         f(event).map_err(DeltaFormatError::Io)
     })
     .map_err(|e| match e {
-        split::SplitError::Io(e) => DeltaFormatError::Io(e),
+        split::SplitError::Io(e) => DeltaFormatError::Read(e),
         split::SplitError::Syntax(s) => {
             DeltaFormatError::Json(<serde_json::Error as serde::de::Error>::custom(s))
         }

@@ -76,7 +76,7 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         let mut body = BufReader::with_capacity(BLOCK, body);
         delta_format::for_each_event(&mut body, |e| events.write(&e)).map_err(&bad_json)?;
         // The parser stops at the closing bracket; the trailer is still to be read (and hashed).
-        io::copy(&mut body, &mut io::sink()).map_err(|e| bad_json(DeltaFormatError::Io(e)))?;
+        io::copy(&mut body, &mut io::sink()).map_err(|e| bad_json(DeltaFormatError::Read(e)))?;
         events
             .finish()
             .map_err(|e| bad_json(DeltaFormatError::Io(e)))
@@ -130,12 +130,6 @@ async fn stream(
         what: "snapshot download".into(),
         source: io::Error::other(e),
     })?
-    .map_err(|e| match e {
-        Error::Io { source, .. } if source.kind() == io::ErrorKind::InvalidData => {
-            decompress_failure(&s.snap_name, source)
-        }
-        other => other,
-    })
 }
 
 fn decompress_failure(name: &str, source: io::Error) -> Error {

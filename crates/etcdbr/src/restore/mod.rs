@@ -281,7 +281,9 @@ async fn build(
     };
     // The full snapshot goes straight into the data directory, which is then restored in place.
     let db = layout::db_path(part);
-    let prepared = create_private_dir(&layout::snap_dir(part));
+    let snap_dir = layout::snap_dir(part);
+    let prepared = layout::create_private_dir(&snap_dir)
+        .map_err(Error::io(format!("cannot create {}", snap_dir.display())));
     let fetched = match prepared {
         Ok(()) => fetch::full(store, full, &db, opts.skip_hash_check).await,
         Err(e) => Err(e),
@@ -293,16 +295,10 @@ async fn build(
     permits.add_permits(fetchers - early);
     // The base pages reach the disk while deltas are applied; the final fsync then only waits
     // for the pages appended after them.
-    let early_sync = {
-        let (db, durable) = (db.clone(), opts.durable);
-        tokio::task::spawn_blocking(move || {
-            if durable {
-                std::fs::File::open(db).and_then(|f| f.sync_data())
-            } else {
-                Ok(())
-            }
-        })
-    };
+    let early_sync = opts.durable.then(|| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(db).and_then(|f| f.sync_data()))
+    });
     let build_opts = BuildOptions {
         cluster: cluster.clone(),
         member,
@@ -326,17 +322,10 @@ async fn build(
     });
     producer.abort();
     // Its outcome does not matter: the applier's fsync covers the whole file.
-    let _ = early_sync.await;
+    if let Some(sync) = early_sync {
+        let _ = sync.await;
+    }
     result?
-}
-
-fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(Error::io(format!("cannot create {}", path.display())))
 }
 
 fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()> {

@@ -9,6 +9,26 @@ use std::time::{Duration, Instant};
 use testkit::Etcd;
 use testkit::etcd_client::{Client, DeleteOptions, PutOptions, Txn, TxnOp};
 
+/// A key as etcd reports it: key, value, create and mod revision, version, lease.
+pub type KvRow = (Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+
+/// The rows of a range response, in its order.
+pub fn kv_rows(r: &testkit::etcd_client::GetResponse) -> Vec<KvRow> {
+    r.kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                kv.value().to_vec(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+                kv.lease(),
+            )
+        })
+        .collect()
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_etcdbrctl"))
 }
