@@ -67,8 +67,8 @@ enum What {
         /// Delta events (puts) written after the full snapshot
         #[arg(long, default_value_t = 100_000)]
         events: usize,
-        /// Compression of the backups: gzip, zlib, lzw or none
-        #[arg(long, default_value = "gzip")]
+        /// Compression of the backups
+        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zlib", "lzw", "none"])]
         compression: String,
     },
     /// The server as a sidecar: idle RSS/CPU, then RSS/CPU under a steady write rate
