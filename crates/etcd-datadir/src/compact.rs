@@ -5,10 +5,11 @@
 //! `meta` records `scheduledCompactRev` = `finishedCompactRev` = C,
 //! so etcd (and our revision reader) still reports C even when the newest writes were deletes.
 //!
-//! Two passes over the source's `key` bucket: the first finds each key's newest revision (held
-//! as a SHA-1 of the key, 20 bytes, plus the revision: memory grows with the number of distinct
-//! keys, as etcd's own index does, not with history or values); the second writes a fresh
-//! compact file with the survivors and every other bucket copied.
+//! Two passes over the source's `key` bucket: the first finds each key's newest entry (held as a
+//! SHA-1 of the key, 20 bytes, plus the entry's position: memory grows with the number of
+//! distinct keys, as etcd's own index does, not with history or values) and marks the survivors
+//! in a bitmap of one bit per entry; the second writes a fresh compact file with the marked
+//! entries and every other bucket copied, without decoding a value again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -64,19 +65,27 @@ pub fn compact_db(
         .map_err(Error::from)?
         .ok_or(Error::MissingBucket("key"))?;
 
-    let mut newest: HashMap<KeyHash, RevKey> = HashMap::new();
+    let mut newest: HashMap<KeyHash, (RevKey, usize)> = HashMap::new();
     let mut stats = CompactStats {
         revision,
         ..CompactStats::default()
     };
+    let mut entries = 0usize;
     let mut c = db.cursor(&key_bucket).map_err(Error::from)?;
     let mut e = c.first().map_err(Error::from)?;
     while let Some(entry) = e {
         let rev = RevKey::from_bytes(entry.key).ok_or(Error::BadRevisionKey(entry.key.len()))?;
         let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
-        newest.insert(key_hash(key), rev);
-        stats.entries_before += 1;
+        newest.insert(key_hash(key), (rev, entries));
+        entries += 1;
         e = c.next().map_err(Error::from)?;
+    }
+    stats.entries_before = entries as u64;
+    let mut survivors = vec![0u64; entries.div_ceil(64)];
+    for (rev, at) in newest.into_values() {
+        if !rev.tombstone || (keep_tombstone_at_revision && rev.main == revision) {
+            survivors[at / 64] |= 1 << (at % 64);
+        }
     }
 
     let mut out = DbWriter::create(dst).map_err(RestoreError::Write)?;
@@ -107,6 +116,7 @@ pub fn compact_db(
             }
         } else {
             let is_key = name == KEY_BUCKET;
+            let mut at = 0usize;
             let mut c = db.cursor(&b).map_err(Error::from)?;
             let mut e = c.first().map_err(Error::from)?;
             while let Some(entry) = e {
@@ -115,13 +125,11 @@ pub fn compact_db(
                         String::from_utf8_lossy(&name).into_owned(),
                     )));
                 }
-                let keep = !is_key || {
-                    let rev = RevKey::from_bytes(entry.key)
-                        .ok_or(Error::BadRevisionKey(entry.key.len()))?;
-                    let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
-                    newest.get(&key_hash(key)) == Some(&rev)
-                        && (!rev.tombstone || (keep_tombstone_at_revision && rev.main == revision))
-                };
+                // The key bucket is read in the same order as in the first pass.
+                let keep = !is_key
+                    || survivors
+                        .get(at / 64)
+                        .is_some_and(|w| w & (1 << (at % 64)) != 0);
                 if keep {
                     out.put(entry.key, entry.value)
                         .map_err(RestoreError::Write)?;
@@ -129,6 +137,7 @@ pub fn compact_db(
                         stats.entries_after += 1;
                     }
                 }
+                at += 1;
                 e = c.next().map_err(Error::from)?;
             }
         }
