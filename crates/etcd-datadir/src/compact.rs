@@ -65,7 +65,9 @@ pub fn compact_db(
         .map_err(Error::from)?
         .ok_or(Error::MissingBucket("key"))?;
 
-    let mut newest: HashMap<KeyHash, (RevKey, usize)> = HashMap::new();
+    // Per key: its newest entry's position, shifted left once, with the low bit set when that
+    // entry survives (32 bytes a key with the hash).
+    let mut newest: HashMap<KeyHash, u64> = HashMap::new();
     let mut stats = CompactStats {
         revision,
         ..CompactStats::default()
@@ -76,14 +78,16 @@ pub fn compact_db(
     while let Some(entry) = e {
         let rev = RevKey::from_bytes(entry.key).ok_or(Error::BadRevisionKey(entry.key.len()))?;
         let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
-        newest.insert(key_hash(key), (rev, entries));
+        let survives = !rev.tombstone || (keep_tombstone_at_revision && rev.main == revision);
+        newest.insert(key_hash(key), (entries as u64) << 1 | u64::from(survives));
         entries += 1;
         e = c.next().map_err(Error::from)?;
     }
     stats.entries_before = entries as u64;
     let mut survivors = vec![0u64; entries.div_ceil(64)];
-    for (rev, at) in newest.into_values() {
-        if !rev.tombstone || (keep_tombstone_at_revision && rev.main == revision) {
+    for v in newest.into_values() {
+        if v & 1 == 1 {
+            let at = (v >> 1) as usize;
             survivors[at / 64] |= 1 << (at % 64);
         }
     }
