@@ -7,7 +7,9 @@
 //! 3. with a store configured: the db opens (not locked by a running etcd) and its revision is at
 //!    least the newest backup's; where the original boots an embedded etcd to replay the WAL
 //!    before judging, the WAL's entries beyond the db's consistent index are decoded natively and
-//!    the writes among them counted, and a data dir whose WAL may reach the backup is kept;
+//!    the writes among them counted, and a data dir whose WAL may reach the backup is kept (in a
+//!    multi-member cluster the revision is not compared: the member catches up from the leader,
+//!    and failing steps 2-3 with backups in the store is `InvalidInMultiNode`);
 //! 4. in full mode: the `.snap` files, the WAL (CRC chain, metadata, snapshot records) and the
 //!    db (every page, as bbolt's `Tx.Check`).
 //!
@@ -68,6 +70,11 @@ pub struct ValidationInput {
     pub store_configured: bool,
     /// The newest revision in the store (None: the store holds no backup).
     pub latest_backup_revision: Option<i64>,
+    /// Members in the etcd configuration's `initial-cluster` (0 or 1: a single member). In a
+    /// multi-member cluster the revision is not compared with the store (the member catches
+    /// up from the leader), and a data dir that fails the sanity checks while the store holds
+    /// backups is [`DataDirStatus::InvalidInMultiNode`]: the member is replaced, not restored.
+    pub cluster_size: usize,
 }
 
 /// The verdict and what it is based on.
@@ -84,7 +91,9 @@ pub struct Validation {
 }
 
 impl Validation {
-    fn new(status: DataDirStatus, reason: impl Into<String>) -> Validation {
+    /// A verdict with `status` for `reason`.
+    #[must_use]
+    pub fn new(status: DataDirStatus, reason: impl Into<String>) -> Validation {
         Validation {
             status,
             reason: reason.into(),
@@ -151,6 +160,27 @@ pub fn validate(input: &ValidationInput) -> Validation {
 }
 
 fn validate_inner(input: &ValidationInput) -> Result<Validation, Validation> {
+    let verdict = sanity(input).map_err(|v| {
+        let keep = matches!(
+            v.status,
+            DataDirStatus::WrongVolumeMounted | DataDirStatus::FailToOpenBoltDb
+        );
+        if input.cluster_size > 1 && input.latest_backup_revision.is_some() && !keep {
+            Validation {
+                status: DataDirStatus::InvalidInMultiNode,
+                ..v
+            }
+        } else {
+            v
+        }
+    })?;
+    if input.mode == ValidationMode::Full {
+        content_check(&input.data_dir)?;
+    }
+    Ok(verdict)
+}
+
+fn sanity(input: &ValidationInput) -> Result<Validation, Validation> {
     let dir = &input.data_dir;
     if let Some(ns) = input.namespace.as_deref().filter(|n| !n.is_empty()) {
         check_safe_guard(dir, ns)?;
@@ -192,9 +222,6 @@ fn validate_inner(input: &ValidationInput) -> Result<Validation, Validation> {
     if input.store_configured {
         verdict = revision_check(input)?;
     }
-    if input.mode == ValidationMode::Full {
-        content_check(dir)?;
-    }
     Ok(verdict)
 }
 
@@ -230,6 +257,14 @@ fn revision_check(input: &ValidationInput) -> Result<Validation, Validation> {
             )
         })?
         .get();
+    if input.cluster_size > 1 {
+        let mut v = Validation::new(
+            DataDirStatus::Valid,
+            "multi-member cluster: the revision is not compared with the store (the member catches up from the leader)",
+        );
+        v.db_revision = Some(rev);
+        return Ok(v);
+    }
     let Some(latest) = input.latest_backup_revision else {
         let mut v = Validation::new(
             DataDirStatus::Valid,
@@ -413,6 +448,7 @@ mod tests {
             namespace: ns.map(str::to_owned),
             store_configured: true,
             latest_backup_revision: Some(5),
+            cluster_size: 1,
         };
         assert_eq!(validate(&input(None)).status, DataDirStatus::NotExist);
         std::fs::create_dir_all(dir.join("member/snap")).unwrap();
@@ -432,5 +468,23 @@ mod tests {
         let v = validate(&input(Some("shoot--b")));
         assert_eq!(v.status, DataDirStatus::WrongVolumeMounted);
         assert!(v.reason.contains("shoot--a"), "{}", v.reason);
+    }
+
+    #[test]
+    fn a_member_of_a_multi_member_cluster_is_replaced_only_when_backups_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = |latest: Option<i64>| ValidationInput {
+            data_dir: tmp.path().join("data"),
+            mode: ValidationMode::Sanity,
+            store_configured: true,
+            latest_backup_revision: latest,
+            cluster_size: 3,
+            ..ValidationInput::default()
+        };
+        let v = validate(&input(Some(5)));
+        assert_eq!(v.status, DataDirStatus::InvalidInMultiNode);
+        assert!(v.reason.contains("does not exist"), "{}", v.reason);
+        // A new cluster (nothing backed up yet) bootstraps.
+        assert_eq!(validate(&input(None)).status, DataDirStatus::NotExist);
     }
 }

@@ -1,10 +1,17 @@
 //! `initialize`: validate the data directory and restore it when it is not valid, with the
-//! original's decisions (single-member cluster).
+//! original's decisions.
 //!
 //! A valid data dir is kept. A wrong volume, a db locked by another process, or an unknown
 //! status is an error. Anything else is restored: from the store's latest backup set into
 //! `<data-dir>.part`, then swapped in; with no store, or an empty one, the data dir is removed,
 //! since the store is the source of truth and etcd then starts empty.
+//!
+//! In a multi-member cluster ([`InitializeOptions::member`]), a member the running cluster does
+//! not list is a scale-up: its data dir is wiped and it is added as a learner, without
+//! validation. A listed member whose data dir is not valid is replaced rather than restored:
+//! removed from the cluster, wiped, and added back as a learner that copies the data from the
+//! leader (a restore would fork it from the others). A cluster that cannot be reached is being
+//! bootstrapped, and its members are validated and restored as single members.
 
 use std::path::PathBuf;
 
@@ -15,6 +22,7 @@ use etcd_datadir::validate::{
 use snapstore::SnapStore;
 
 use crate::error::{Error, Result};
+use crate::member::MemberControl;
 use crate::restore::{RestoreOptions, build_part, swap_in};
 
 /// The validation modes (`--validation-mode`, `/initialization/start?mode=`).
@@ -32,6 +40,10 @@ pub struct InitializeOptions {
     pub namespace: Option<String>,
     /// `--snapstore-temp-directory`, emptied and recreated at the end unless it is `/tmp`.
     pub snapstore_temp_dir: Option<PathBuf>,
+    /// Members in the etcd configuration's `initial-cluster` (0 or 1: a single member).
+    pub cluster_size: usize,
+    /// This member and its cluster, for the multi-member decisions (needs `cluster_size` > 1).
+    pub member: Option<MemberControl>,
 }
 
 impl InitializeOptions {
@@ -43,6 +55,8 @@ impl InitializeOptions {
             mode,
             namespace: None,
             snapstore_temp_dir: None,
+            cluster_size: 1,
+            member: None,
         }
     }
 }
@@ -56,6 +70,8 @@ pub struct InitializeReport {
     pub action: Action,
     /// Whether the data dir was restored (or removed for an empty store).
     pub restored: bool,
+    /// Whether the member was (re)added to its cluster as a learner, its data dir wiped.
+    pub learner: bool,
 }
 
 /// Why initialization refuses to go on.
@@ -77,6 +93,30 @@ pub async fn initialize(
     opts: &InitializeOptions,
 ) -> Result<InitializeReport> {
     let data_dir = opts.restore.data_dir.clone();
+    let member = opts.member.as_ref().filter(|_| opts.cluster_size > 1);
+    let mut member_was_running = false;
+    if let Some(m) = member {
+        match m.is_member_in_cluster().await {
+            Ok(true) => member_was_running = true,
+            Ok(false) => {
+                tracing::info!("Cluster scale-up detected: adding {} as a learner", m.name);
+                m.add_learner_with_retry(&data_dir).await?;
+                return Ok(InitializeReport {
+                    validation: Validation::new(
+                        DataDirStatus::NotExist,
+                        "scale-up: the data dir was wiped and the member added as a learner",
+                    ),
+                    action: Action::Restore,
+                    restored: false,
+                    learner: true,
+                });
+            }
+            Err(e) => tracing::info!(
+                "The cluster cannot be reached ({}): no scale-up; validating as a bootstrap",
+                crate::snapshotter::error_chain(&e)
+            ),
+        }
+    }
     let latest = match store {
         Some(s) => s
             .latest_set()
@@ -91,6 +131,7 @@ pub async fn initialize(
         namespace: opts.namespace.clone(),
         store_configured: store.is_some(),
         latest_backup_revision: latest,
+        cluster_size: opts.cluster_size,
     };
     tracing::info!(
         "Validating the data directory {} ({:?} mode)...",
@@ -114,6 +155,7 @@ pub async fn initialize(
         validation.status,
         validation.reason
     );
+    let mut learner = false;
     let restored = match action {
         Action::Keep => false,
         Action::Fail => {
@@ -124,6 +166,22 @@ pub async fn initialize(
                 }
                 .to_string(),
             ));
+        }
+        Action::Restore
+            if member.is_some()
+                && (member_was_running
+                    || matches!(
+                        validation.status,
+                        DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
+                    )) =>
+        {
+            let m = member.ok_or_else(|| Error::Config("no member control".into()))?;
+            let started = std::time::Instant::now();
+            let r = replace_member(m, &data_dir).await;
+            crate::metrics::record_restoration(true, started.elapsed(), r.is_ok());
+            r?;
+            learner = true;
+            false
         }
         Action::Restore => {
             let started = std::time::Instant::now();
@@ -145,7 +203,35 @@ pub async fn initialize(
         validation,
         action,
         restored,
+        learner,
     })
+}
+
+/// Replaces a member whose data cannot be trusted: removed from the cluster, its data dir
+/// wiped, added back as a learner.
+async fn replace_member(m: &MemberControl, data_dir: &std::path::Path) -> Result<()> {
+    tracing::info!(
+        "Replacing member {} in its cluster: remove, wipe {}, add as a learner",
+        m.name,
+        data_dir.display()
+    );
+    let mut backoff =
+        crate::backoff::ExponentialBackoff::new(2, 5, std::time::Duration::from_secs(16));
+    let mut attempt = 0;
+    while let Err(e) = m.remove().await {
+        attempt += 1;
+        if attempt >= 5 {
+            return Err(e);
+        }
+        let wait = backoff.next_delay();
+        tracing::warn!(
+            "Removing member {} failed: {}; retrying in {wait:?}",
+            m.name,
+            crate::snapshotter::error_chain(&e)
+        );
+        tokio::time::sleep(wait).await;
+    }
+    m.add_learner_with_retry(data_dir).await
 }
 
 async fn restore_or_clear(

@@ -23,6 +23,7 @@ mod error;
 pub mod etcd;
 pub mod gc;
 pub mod initialize;
+pub mod member;
 pub mod metrics;
 mod pipe;
 pub mod restore;

@@ -1,7 +1,8 @@
 //! `etcdbrctl server` against real etcd: the single-member flow through the HTTP API, every
 //! path and status code, `/metrics` parsed, `/config` rendered, and a three-member cluster with
 //! a sidecar beside each member where only the leader's backs up and a new leader takes over
-//! without a gap in the chain.
+//! without a gap in the chain, and a member that lost its data replaced by a learner that its
+//! sidecar promotes.
 
 mod common;
 
@@ -531,4 +532,122 @@ async fn https_config_file_and_secondary_sync() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The etcd configuration a druid-managed cluster mounts, for `members`.
+fn cluster_conf(members: &[Etcd]) -> String {
+    let initial: Vec<String> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("m{i}={}", m.peer_url))
+        .collect();
+    let mut conf = format!(
+        "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: {}\n",
+        initial.join(",")
+    );
+    for (key, url) in [
+        (
+            "initial-advertise-peer-urls",
+            (|m| m.peer_url.clone()) as fn(&Etcd) -> String,
+        ),
+        ("advertise-client-urls", |m| m.client_url.clone()),
+    ] {
+        conf.push_str(&format!("{key}:\n"));
+        for (i, m) in members.iter().enumerate() {
+            conf.push_str(&format!("  m{i}:\n  - {}\n", url(m)));
+        }
+    }
+    conf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
+    let mut members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("etcd.conf.yaml.in"),
+        cluster_conf(&members),
+    )
+    .unwrap();
+    let port = testkit::free_port();
+    let sidecars: Vec<Sidecar> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Sidecar::start(home.path(), &format!("m{i}"), m, port, &[]))
+        .collect();
+    let leader = leader_index(&members, &[true; 3]).await;
+    let mut c = members[leader].client().await.unwrap();
+    for i in 0..200 {
+        c.put(format!("/k/{i:03}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    let rev = members[leader].revision().await;
+    sidecars[leader].wait_health(200).await;
+    wait_backup(home.path(), rev).await;
+
+    // A follower's volume is lost: its etcd stops and its data dir is gone.
+    let f = (leader + 1) % 3;
+    members[f].kill();
+    let (code, _) = sidecars[f].http("GET", "/initialization/start?mode=sanity");
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, status) = sidecars[f].http("GET", "/initialization/status");
+        if status == "Successful" {
+            break;
+        }
+        assert!(
+            status != "Failed" && Instant::now() < deadline,
+            "initialization {status}:\n{}",
+            sidecars[f].log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Not restored from the store: removed and added back as a learner, data dir empty.
+    let data = home.path().join(format!("m{f}-restored"));
+    assert!(!data.exists(), "{}", sidecars[f].log());
+    let list = c.member_list().await.unwrap();
+    let me = list
+        .members()
+        .iter()
+        .find(|m| m.peer_urls().contains(&members[f].peer_url))
+        .unwrap_or_else(|| panic!("not re-added: {:?}\n{}", list.members(), sidecars[f].log()));
+    assert!(me.is_learner(), "{me:?}");
+
+    // etcd joins the existing cluster as that learner; the sidecar promotes it once in sync.
+    members[f].start_on(&data, &["--initial-cluster-state=existing"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let list = c.member_list().await.unwrap();
+        let m = list
+            .members()
+            .iter()
+            .find(|m| m.peer_urls().contains(&members[f].peer_url))
+            .unwrap();
+        if !m.is_learner() && m.name() == format!("m{f}") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never promoted: {m:?}\n{}\netcd:\n{}",
+            sidecars[f].log(),
+            members[f].log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        sidecars[f].log().contains("has been promoted"),
+        "{}",
+        sidecars[f].log()
+    );
+    // The replaced member serves the cluster's data.
+    let mut fc = members[f].client().await.unwrap();
+    let got = fc.get("/k/199", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"v199");
+    let now = members[leader].revision().await;
+    assert_eq!(
+        fc.hash_kv(now).await.unwrap().hash(),
+        c.hash_kv(now).await.unwrap().hash()
+    );
 }

@@ -16,6 +16,10 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The etcd configuration file describes a multi-member cluster this member cannot find
+    /// itself in.
+    #[error("{0}")]
+    Config(String),
     /// `--server-cert` / `--server-key` are unusable.
     #[error("server TLS: {0}")]
     Tls(String),

@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use etcdbr::etcd::EtcdOptions;
+use etcdbr::member::MemberControl;
 use serde_yaml::{Mapping, Value};
 
 use crate::state::Shared;
@@ -41,6 +43,79 @@ fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> 
     Ok(urls.join(","))
 }
 
+/// This member and its cluster as the etcd configuration describes them, for the multi-member
+/// decisions of initialization and the learner's promotion. `None` when the file cannot be
+/// read or names a single member (the original then treats the cluster as a single member too);
+/// the cluster is reached at `--service-endpoints`, else at every member's client URLs.
+///
+/// # Errors
+/// A multi-member configuration without `POD_NAME` or without this member's peer URLs.
+pub fn member_control(
+    path: &std::path::Path,
+    etcd: &EtcdOptions,
+) -> Result<Option<(usize, MemberControl)>, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Ok(config) = serde_yaml::from_str::<Mapping>(&text) else {
+        return Ok(None);
+    };
+    let initial = config
+        .get("initial-cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let size = initial.split(',').filter(|e| !e.trim().is_empty()).count();
+    if size < 2 {
+        return Ok(None);
+    }
+    let member = member_name(&config)?;
+    let peer_urls: Vec<String> = urls_of(&config, "initial-advertise-peer-urls", &member)?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut cluster = etcd.clone();
+    if !etcd.service_endpoints.is_empty() {
+        cluster.endpoints.clone_from(&etcd.service_endpoints);
+    } else if let Some(all) = config
+        .get("advertise-client-urls")
+        .and_then(Value::as_mapping)
+    {
+        let mut urls: Vec<String> = all
+            .values()
+            .filter_map(Value::as_sequence)
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        urls.sort();
+        urls.dedup();
+        if !urls.is_empty() {
+            cluster.endpoints = urls;
+        }
+    }
+    Ok(Some((
+        size,
+        MemberControl {
+            cluster,
+            name: member,
+            peer_urls,
+        },
+    )))
+}
+
+fn member_name(config: &Mapping) -> Result<String, String> {
+    let pod = std::env::var("POD_NAME").map_err(|_| "POD_NAME is not set".to_owned())?;
+    let prefix = config
+        .get("member-name-prefix")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Ok(if prefix.is_empty() {
+        pod
+    } else {
+        format!("{prefix}-{pod}")
+    })
+}
+
 /// Renders the configuration (and writes it to `$HOME/etcd.conf.yaml`).
 ///
 /// # Errors
@@ -59,17 +134,7 @@ pub async fn render(s: &Shared) -> Result<String, String> {
             s.etcd_conf.display()
         )
     })?;
-    let pod = std::env::var("POD_NAME").map_err(|_| "POD_NAME is not set".to_owned())?;
-    let prefix = config
-        .get("member-name-prefix")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let member = if prefix.is_empty() {
-        pod
-    } else {
-        format!("{prefix}-{pod}")
-    };
+    let member = member_name(&config)?;
     let peer = urls_of(&config, "initial-advertise-peer-urls", &member)?;
     let client = urls_of(&config, "advertise-client-urls", &member)?;
     config.insert("name".into(), member.clone().into());
@@ -124,11 +189,13 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 
 /// The names of the cluster's members and whether one is a learner, when etcd answers.
 async fn cluster_view(s: &Shared) -> (Option<Vec<String>>, bool) {
-    let Ok(Ok(mut c)) = tokio::time::timeout(s.etcd.connection_timeout, s.etcd.connect()).await
-    else {
+    // This member's etcd is not running yet when its start-up script asks for the config: ask
+    // the cluster.
+    let etcd = s.initialize.member.as_ref().map_or(&s.etcd, |m| &m.cluster);
+    let Ok(Ok(mut c)) = tokio::time::timeout(etcd.connection_timeout, etcd.connect()).await else {
         return (None, false);
     };
-    match tokio::time::timeout(s.etcd.connection_timeout, c.member_list()).await {
+    match tokio::time::timeout(etcd.connection_timeout, c.member_list()).await {
         Ok(Ok(list)) => (
             Some(list.members().iter().map(|m| m.name().to_owned()).collect()),
             list.members().iter().any(etcd_client::Member::is_learner),

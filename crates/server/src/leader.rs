@@ -1,6 +1,6 @@
 //! Leader election and the leader's duties (reference §7.2). Every `--reelection-period` the
 //! sidecar asks its own etcd member for `Status`: the member leads when the status' member id
-//! is its leader. Only the leader's sidecar runs the snapshotter, GC, defragmentation and the
+//! is its leader; a member that is a learner is promoted (etcd accepts once it has caught up). Only the leader's sidecar runs the snapshotter, GC, defragmentation and the
 //! secondary sync; losing leadership (or etcd becoming unreachable) stops them, after the
 //! snapshotter saved its pending events. A new leader resumes the store's chain from its newest
 //! revision, so the chain has no gap across the hand-over (at most an overlap, which restore
@@ -36,6 +36,8 @@ struct RoleProbe {
     etcd: EtcdOptions,
     timeout: Duration,
     client: Option<Client>,
+    /// Whether the member was a learner at the last answer.
+    learner: bool,
 }
 
 impl RoleProbe {
@@ -47,6 +49,7 @@ impl RoleProbe {
             etcd,
             timeout,
             client: None,
+            learner: false,
         }
     }
 
@@ -65,6 +68,7 @@ impl RoleProbe {
         };
         match tokio::time::timeout(self.timeout, c.status()).await {
             Ok(Ok(st)) => {
+                self.learner = st.is_learner();
                 let me = st.header().map_or(0, |h| h.member_id());
                 match st.leader() {
                     0 => Role::Unknown,
@@ -113,6 +117,15 @@ pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationTok
                 shared.set_health(503);
             }
             role = now;
+        }
+        if role == Role::Follower
+            && probe.learner
+            && let Some(m) = shared.initialize.member.as_ref()
+        {
+            // etcd accepts the promotion only once the learner has caught up with the leader.
+            if let Err(e) = m.promote().await {
+                tracing::warn!("Cannot promote the learner: {}", error_chain(&e));
+            }
         }
         if role == Role::Leader && duties.as_ref().is_some_and(|(_, t)| !t.is_finished()) {
             shared.set_health(if shared.initializing() { 503 } else { 200 });

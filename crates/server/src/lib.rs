@@ -107,7 +107,25 @@ impl ServerOptions {
 ///
 /// # Errors
 /// The port cannot be bound, the TLS files are unusable, or the store cannot be opened.
-pub async fn run(opts: ServerOptions, stop: CancellationToken) -> Result<(), ServerError> {
+pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(), ServerError> {
+    match etcd_conf::member_control(&opts.etcd_conf, &opts.etcd) {
+        Ok(Some((size, member))) => {
+            tracing::info!(
+                "Member {} of a {size}-member cluster (reached at {:?})",
+                member.name,
+                member.cluster.endpoints
+            );
+            opts.initialize.cluster_size = size;
+            opts.initialize.member = Some(member);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return Err(ServerError::Config(format!(
+                "the etcd config file {}: {e}",
+                opts.etcd_conf.display()
+            )));
+        }
+    }
     let store = match &opts.store {
         Some(c) => {
             let s = snapstore::SnapStore::open(c)?;

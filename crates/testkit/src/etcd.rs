@@ -181,6 +181,16 @@ impl Etcd {
         peer_url.clone_into(&mut self.peer_url);
     }
 
+    /// Starts this member again, stopped first if running, on `data_dir` with `extra` flags
+    /// added, without waiting for it to serve (a learner refuses linearizable reads).
+    pub fn start_on(&mut self, data_dir: &Path, extra: &[&str]) {
+        self.kill();
+        data_dir.clone_into(&mut self.data_dir);
+        self.log = data_dir.with_extension("log");
+        self.extra.extend(extra.iter().map(|s| (*s).to_owned()));
+        self.spawn();
+    }
+
     /// The data directory.
     #[must_use]
     pub fn data_dir(&self) -> &Path {

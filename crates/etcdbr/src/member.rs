@@ -1,0 +1,272 @@
+//! Membership control in a multi-member cluster, as the original's `member` package: a member
+//! whose data cannot be trusted is not restored from the store (that would fork it from the
+//! others) but removed, wiped and added back as a learner, which copies the data from the leader;
+//! a member new to the cluster (scale-up) is added as a learner; and a learner is promoted by its
+//! sidecar once it has caught up. All calls go to the cluster's service endpoints (its other
+//! members), since this member's etcd is not running while it is initialized.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, MemberAddOptions};
+
+use crate::backoff::ExponentialBackoff;
+use crate::error::{Error, Result};
+use crate::etcd::EtcdOptions;
+
+/// Timeout of one membership call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts to reach the cluster before deciding it is not running.
+const PROBE_ATTEMPTS: u32 = 4;
+/// Attempts to add this member as a learner (the original's `addLearnerAttempts`).
+const ADD_LEARNER_ATTEMPTS: u32 = 6;
+
+/// This member, and how to reach the rest of its cluster.
+#[derive(Debug, Clone)]
+pub struct MemberControl {
+    /// Connection to the cluster: `--service-endpoints`, or every member's client URLs.
+    pub cluster: EtcdOptions,
+    /// This member's name (`[<member-name-prefix>-]$POD_NAME`).
+    pub name: String,
+    /// This member's peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+fn etcd_err(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
+    move |source| Error::Etcd { op, source }
+}
+
+async fn within<T>(
+    op: &'static str,
+    f: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r.map_err(etcd_err(op)),
+        Err(_) => Err(Error::Timeout {
+            op,
+            after: CALL_TIMEOUT,
+        }),
+    }
+}
+
+/// Whether an etcd error's message carries `text` (etcd's membership errors are told apart
+/// only by their messages, e.g. "etcdserver: Peer URLs already exists").
+fn says(e: &Error, text: &str) -> bool {
+    crate::snapshotter::error_chain(e).contains(text)
+}
+
+impl MemberControl {
+    async fn client(&self) -> Result<Client> {
+        self.cluster.connect().await
+    }
+
+    /// This member's id and whether it is a learner, when the cluster lists it by name or by
+    /// peer URL (a learner that has not started yet has no name).
+    async fn find(&self, c: &mut Client) -> Result<Option<(u64, bool, bool)>> {
+        let list = within("list members", c.member_list()).await?;
+        Ok(list.members().iter().find_map(|m| {
+            let by_name = !m.name().is_empty() && m.name() == self.name;
+            let by_url = m.peer_urls().iter().any(|u| self.peer_urls.contains(u));
+            (by_name || by_url).then(|| (m.id(), m.is_learner(), !m.name().is_empty()))
+        }))
+    }
+
+    /// Whether the running cluster lists this member by name (a started member), retrying
+    /// while the cluster cannot be reached.
+    ///
+    /// # Errors
+    /// The cluster could not be reached in [`PROBE_ATTEMPTS`] attempts (a cluster being
+    /// bootstrapped, for instance).
+    pub async fn is_member_in_cluster(&self) -> Result<bool> {
+        tracing::info!(
+            "Checking if member {} is part of a running cluster",
+            self.name
+        );
+        let mut backoff = ExponentialBackoff::new(2, PROBE_ATTEMPTS, Duration::from_secs(8));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = async {
+                let mut c = self.client().await?;
+                self.find(&mut c).await
+            }
+            .await;
+            match r {
+                Ok(found) => {
+                    let present = found.is_some_and(|(_, _, started)| started);
+                    tracing::info!(
+                        "Member {} {} part of the running cluster",
+                        self.name,
+                        if present { "is" } else { "is not" }
+                    );
+                    return Ok(present);
+                }
+                Err(e) if attempt >= PROBE_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::info!(
+                        "Cannot list the cluster's members yet ({}); retrying in {wait:?}",
+                        crate::snapshotter::error_chain(&e)
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Adds this member to the cluster as a learner; a member already listed with these peer
+    /// URLs counts as added.
+    ///
+    /// # Errors
+    /// The cluster refuses (a "too many learners" refusal included) or cannot be reached.
+    pub async fn add_as_learner(&self) -> Result<()> {
+        let mut c = self.client().await?;
+        let started = Instant::now();
+        let r = within(
+            "add the member as a learner",
+            c.member_add(
+                self.peer_urls.clone(),
+                Some(MemberAddOptions::new().with_is_learner()),
+            ),
+        )
+        .await;
+        let m = crate::metrics::metrics();
+        match r {
+            Ok(resp) => {
+                let id = resp.member().map_or(0, etcd_client::Member::id);
+                m.is_learner_count_total.inc(&["true"]);
+                m.is_learner.set(&[], 1.0);
+                m.add_learner_duration_seconds
+                    .observe(&["true"], started.elapsed().as_secs_f64());
+                tracing::info!(
+                    "Added member {} ({id:x}) to the cluster as a learner",
+                    self.name
+                );
+                Ok(())
+            }
+            Err(e) if says(&e, "already exists") => {
+                tracing::info!(
+                    "Member {} with peer URLs {:?} is already part of the cluster",
+                    self.name,
+                    self.peer_urls
+                );
+                Ok(())
+            }
+            Err(e) => {
+                if !says(&e, "too many learner") {
+                    m.is_learner_count_total.inc(&["false"]);
+                    m.add_learner_duration_seconds
+                        .observe(&["false"], started.elapsed().as_secs_f64());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Wipes `data_dir` and adds this member as a learner, retrying with backoff (a cluster
+    /// that already has a learner is waited for).
+    ///
+    /// # Errors
+    /// The last attempt's error, or the data dir cannot be removed.
+    pub async fn add_learner_with_retry(&self, data_dir: &Path) -> Result<()> {
+        let mut backoff =
+            ExponentialBackoff::new(2, ADD_LEARNER_ATTEMPTS, Duration::from_secs(120));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            remove_dir(data_dir)?;
+            match self.add_as_learner().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= ADD_LEARNER_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    let mut wait = backoff.next_delay();
+                    if says(&e, "too many learner") {
+                        tracing::info!("The cluster already has a learner; waiting for it");
+                        wait += CALL_TIMEOUT;
+                    }
+                    tracing::warn!(
+                        "Adding member {} as a learner failed: {}; retrying in {wait:?}",
+                        self.name,
+                        crate::snapshotter::error_chain(&e)
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Removes this member from the cluster; a member not listed is fine.
+    ///
+    /// # Errors
+    /// The cluster refuses or cannot be reached.
+    pub async fn remove(&self) -> Result<()> {
+        let mut c = self.client().await?;
+        let Some((id, _, _)) = self.find(&mut c).await? else {
+            tracing::info!(
+                "Member {} is not in the cluster; nothing to remove",
+                self.name
+            );
+            return Ok(());
+        };
+        let started = Instant::now();
+        let r = within("remove the member", c.member_remove(id)).await;
+        crate::metrics::metrics()
+            .member_remove_duration_seconds
+            .observe(
+                &[if r.is_ok() { "true" } else { "false" }],
+                started.elapsed().as_secs_f64(),
+            );
+        r?;
+        tracing::info!("Removed member {} ({id:x}) from the cluster", self.name);
+        Ok(())
+    }
+
+    /// Promotes this member when it is a learner; etcd accepts only once the learner has
+    /// caught up with the leader, so a refusal is normal until then. Returns whether the member
+    /// is a voting member now.
+    ///
+    /// # Errors
+    /// The cluster cannot be reached, or refuses for another reason than the learner lagging.
+    pub async fn promote(&self) -> Result<bool> {
+        let mut c = self.client().await?;
+        let Some((id, learner, _)) = self.find(&mut c).await? else {
+            return Ok(false);
+        };
+        if !learner {
+            return Ok(true);
+        }
+        let started = Instant::now();
+        let r = within("promote the learner", c.member_promote(id)).await;
+        let m = crate::metrics::metrics();
+        m.member_promote_duration_seconds.observe(
+            &[if r.is_ok() { "true" } else { "false" }],
+            started.elapsed().as_secs_f64(),
+        );
+        match r {
+            Ok(_) => {
+                m.is_learner.set(&[], 0.0);
+                tracing::info!(
+                    "Member {} ({id:x}) has been promoted to a voting member",
+                    self.name
+                );
+                Ok(true)
+            }
+            Err(e) if says(&e, "not in sync") || says(&e, "not ready") => {
+                tracing::info!("Learner {} is not in sync with the leader yet", self.name);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {
+            tracing::info!("Removed the data directory {}", dir.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot remove {}", dir.display()))(e)),
+    }
+}
