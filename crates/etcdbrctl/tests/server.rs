@@ -651,3 +651,70 @@ async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
         c.hash_kv(now).await.unwrap().hash()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_is_added_as_a_learner_on_scale_up() {
+    let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut new = Etcd::new_member(&members, home.path());
+    let mut conf = cluster_conf(&members);
+    // The configuration druid renders for four replicas.
+    conf = conf.replace(
+        &format!("m2={}", members[2].peer_url),
+        &format!("m2={},m3={}", members[2].peer_url, new.peer_url),
+    );
+    conf = conf.replace(
+        "advertise-client-urls:\n",
+        &format!("  m3:\n  - {}\nadvertise-client-urls:\n", new.peer_url),
+    );
+    conf.push_str(&format!("  m3:\n  - {}\n", new.client_url));
+    std::fs::write(home.path().join("etcd.conf.yaml.in"), conf).unwrap();
+    let sc = Sidecar::start(home.path(), "m3", &new, testkit::free_port(), &[]);
+    // Whatever the data dir holds is wiped: the learner copies the data from the leader.
+    let data = home.path().join("m3-restored");
+    std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    assert_eq!(sc.http("GET", "/initialization/start").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, status) = sc.http("GET", "/initialization/status");
+        if status == "Successful" {
+            break;
+        }
+        assert!(
+            status != "Failed" && Instant::now() < deadline,
+            "initialization {status}:\n{}",
+            sc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!data.exists(), "{}", sc.log());
+    let mut c = members[0].client().await.unwrap();
+    let list = c.member_list().await.unwrap();
+    assert_eq!(list.members().len(), 4, "{:?}", list.members());
+    assert!(
+        list.members()
+            .iter()
+            .any(|m| m.is_learner() && m.peer_urls().contains(&new.peer_url)),
+        "{:?}\n{}",
+        list.members(),
+        sc.log()
+    );
+    new.start_on(&data, &["--initial-cluster-state=existing"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !c
+        .member_list()
+        .await
+        .unwrap()
+        .members()
+        .iter()
+        .any(|m| m.name() == "m3" && !m.is_learner())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never promoted:\n{}\netcd:\n{}",
+            sc.log(),
+            new.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -181,6 +181,25 @@ impl Etcd {
         peer_url.clone_into(&mut self.peer_url);
     }
 
+    /// A member to add to the cluster of `members` (not started): named `m<n>` on the next
+    /// loopback address, its `initial-cluster` naming every member and itself.
+    #[must_use]
+    pub fn new_member(members: &[Etcd], dir: &Path) -> Etcd {
+        let i = members.len();
+        let mut e = Etcd::on_data_dir(members[0].version, &dir.join("data"), &[]);
+        e.name = format!("m{i}");
+        let host = format!("127.0.0.{}", i + 1);
+        e.client_url = e.client_url.replace("127.0.0.1", &host);
+        e.peer_url = e.peer_url.replace("127.0.0.1", &host);
+        let mut cluster: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        cluster.push(format!("{}={}", e.name, e.peer_url));
+        e.initial_cluster = Some(cluster.join(","));
+        e
+    }
+
     /// Starts this member again, stopped first if running, on `data_dir` with `extra` flags
     /// added, without waiting for it to serve (a learner refuses linearizable reads).
     pub fn start_on(&mut self, data_dir: &Path, extra: &[&str]) {
