@@ -97,6 +97,15 @@ impl Sidecar {
         }
     }
 
+    /// Waits until the HTTP API answers at all (any status).
+    async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.http("GET", "/healthz").0 == 0 {
+            assert!(Instant::now() < deadline, "never served:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {
             return true;
@@ -589,6 +598,7 @@ async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
     // A follower's volume is lost: its etcd stops and its data dir is gone.
     let f = (leader + 1) % 3;
     members[f].kill();
+    sidecars[f].wait_serving().await;
     let (code, _) = sidecars[f].http("GET", "/initialization/start?mode=sanity");
     assert_eq!(code, 200);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -645,11 +655,20 @@ async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
     let mut fc = members[f].client().await.unwrap();
     let got = fc.get("/k/199", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"v199");
+    // Once it has applied the cluster's revision, its history hashes the same.
     let now = members[leader].revision().await;
-    assert_eq!(
-        fc.hash_kv(now).await.unwrap().hash(),
-        c.hash_kv(now).await.unwrap().hash()
-    );
+    let want = c.hash_kv(now).await.unwrap().hash();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match fc.hash_kv(now).await {
+            Ok(h) if h.hash() == want => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "hashkv at {now}: {other:?}, want {want}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,6 +692,7 @@ async fn a_new_member_is_added_as_a_learner_on_scale_up() {
     // Whatever the data dir holds is wiped: the learner copies the data from the leader.
     let data = home.path().join("m3-restored");
     std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    sc.wait_serving().await;
     assert_eq!(sc.http("GET", "/initialization/start").0, 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
