@@ -40,6 +40,8 @@ impl Sidecar {
                     .unwrap()
             ))
             .args(["--reelection-period=2s", "--delta-snapshot-period=1s"])
+            // Once a year: the full snapshot schedule never fires during a test.
+            .arg("--schedule=0 0 1 1 *")
             .args(["--garbage-collection-period=0s"])
             .args([
                 "--snapstore-temp-directory",
