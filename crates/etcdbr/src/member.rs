@@ -56,8 +56,31 @@ fn says(e: &Error, text: &str) -> bool {
 }
 
 impl MemberControl {
+    /// A client of the first cluster endpoint that answers as a voting member (a learner
+    /// refuses membership calls). One client balanced over every endpoint failed now and then
+    /// while this member's own endpoint was down (calls routed to it), and this member's etcd is
+    /// down whenever it is initialized.
     async fn client(&self) -> Result<Client> {
-        self.cluster.connect().await
+        let mut last = None;
+        for endpoint in &self.cluster.endpoints {
+            let mut one = self.cluster.clone();
+            one.endpoints = vec![endpoint.clone()];
+            let r = async {
+                let mut c = one.connect().await?;
+                if within("ask for the status", c.status()).await?.is_learner() {
+                    return Err(Error::Config(format!(
+                        "{endpoint} is a learner, which cannot answer membership calls"
+                    )));
+                }
+                Ok::<Client, Error>(c)
+            }
+            .await;
+            match r {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no etcd endpoint to reach the cluster".into())))
     }
 
     /// This member's id and whether it is a learner, when the cluster lists it by name or by

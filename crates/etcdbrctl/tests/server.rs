@@ -740,3 +740,52 @@ async fn a_new_member_is_added_as_a_learner_on_scale_up() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_peer_url_is_applied_and_etcd_wrapper_asked_to_restart_etcd() {
+    use std::io::{BufRead, BufReader, Write};
+    let etcd = Etcd::start(EtcdVersion::V35).await;
+    let home = tempfile::tempdir().unwrap();
+    // etcd-wrapper listens on port 9095 of etcd's host.
+    let wrapper = std::net::TcpListener::bind("127.0.0.1:9095")
+        .expect("port 9095 (etcd-wrapper's) must be free on 127.0.0.1 for this test");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = wrapper.accept() {
+            let mut line = String::new();
+            let _ = BufReader::new(&conn).read_line(&mut line);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send(line);
+        }
+    });
+    let new_peer = format!("http://127.0.0.1:{}", testkit::free_port());
+    std::fs::write(
+        home.path().join("etcd.conf.yaml.in"),
+        format!(
+            "name: placeholder\ninitial-cluster: default={new_peer}\n\
+             initial-advertise-peer-urls:\n  default:\n  - {new_peer}\n\
+             advertise-client-urls:\n  default:\n  - {}\n",
+            etcd.client_url
+        ),
+    )
+    .unwrap();
+    let sc = Sidecar::start(
+        home.path(),
+        "default",
+        &etcd,
+        testkit::free_port(),
+        &["--use-etcd-wrapper"],
+    );
+    let request = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("etcd-wrapper was not called:\n{}", sc.log()));
+    assert!(request.starts_with("POST /stop "), "{request}");
+    let mut c = etcd.client().await.unwrap();
+    let list = c.member_list().await.unwrap();
+    assert_eq!(list.members()[0].peer_urls(), [new_peer], "{}", sc.log());
+    assert!(
+        sc.log().contains("peerURLs found to be changed"),
+        "{}",
+        sc.log()
+    );
+}

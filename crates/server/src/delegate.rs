@@ -57,7 +57,9 @@ pub async fn leader_sidecar(s: &Shared) -> Result<String, String> {
     Ok(format!("{scheme}://{host}:{}", s.port))
 }
 
-fn http_client(s: &Shared) -> Result<reqwest::Client, String> {
+/// An HTTP client for sibling services: HTTPS checked against etcd's CA when the server
+/// serves HTTPS.
+pub(crate) fn http_client(s: &Shared) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder().timeout(Duration::from_secs(600));
     if s.tls
         && let Some(ca) = &s.etcd.ca_file

@@ -68,11 +68,7 @@ pub fn member_control(
     if size < 2 {
         return Ok(None);
     }
-    let member = member_name(&config)?;
-    let peer_urls: Vec<String> = urls_of(&config, "initial-advertise-peer-urls", &member)?
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let (member, peer_urls) = this_member_of(&config)?;
     let mut cluster = etcd.clone();
     if !etcd.service_endpoints.is_empty() {
         cluster.endpoints.clone_from(&etcd.service_endpoints);
@@ -101,6 +97,31 @@ pub fn member_control(
             peer_urls,
         },
     )))
+}
+
+/// This member's name and peer URLs as the etcd configuration at `path` gives them.
+///
+/// # Errors
+/// The file is unreadable or malformed, `POD_NAME` is unset, or the member's URLs are missing.
+pub fn this_member(path: &std::path::Path) -> Result<(String, Vec<String>), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the etcd config file {}: {e}", path.display()))?;
+    let config: Mapping = serde_yaml::from_str(&text).map_err(|e| {
+        format!(
+            "the etcd config file {} is not valid YAML: {e}",
+            path.display()
+        )
+    })?;
+    this_member_of(&config)
+}
+
+fn this_member_of(config: &Mapping) -> Result<(String, Vec<String>), String> {
+    let member = member_name(config)?;
+    let peer_urls = urls_of(config, "initial-advertise-peer-urls", &member)?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    Ok((member, peer_urls))
 }
 
 fn member_name(config: &Mapping) -> Result<String, String> {

@@ -102,8 +102,14 @@ pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationTok
         "Starting leader election every {:?}",
         opts.reelection_period
     );
+    let mut peer_urls_checked = false;
     loop {
         let now = probe.role().await;
+        if now != Role::Unknown && !peer_urls_checked {
+            // Once etcd answers, as the original does before electing.
+            crate::peer_url::update_if_changed(&shared, opts.use_etcd_wrapper).await;
+            peer_urls_checked = true;
+        }
         if now != role {
             tracing::info!("Leader election: {role:?} -> {now:?}");
             if now == Role::Leader {

@@ -14,6 +14,7 @@ mod error;
 pub mod etcd_conf;
 pub mod http;
 pub mod leader;
+pub mod peer_url;
 pub mod snapshot_json;
 pub mod state;
 
@@ -72,6 +73,8 @@ pub struct ServerOptions {
     pub leader_etcd_timeout: Duration,
     /// The etcd configuration file `/config` renders (`ETCD_CONF`).
     pub etcd_conf: PathBuf,
+    /// `--use-etcd-wrapper`: after a peer URL update, ask etcd-wrapper to restart etcd.
+    pub use_etcd_wrapper: bool,
 }
 
 impl ServerOptions {
@@ -99,6 +102,7 @@ impl ServerOptions {
             reelection_period: Duration::from_secs(5),
             leader_etcd_timeout: Duration::from_secs(5),
             etcd_conf: PathBuf::from(etcd_conf::DEFAULT_ETCD_CONF),
+            use_etcd_wrapper: false,
         }
     }
 }

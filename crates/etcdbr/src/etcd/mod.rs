@@ -167,7 +167,9 @@ impl EtcdOptions {
         Ok(tls)
     }
 
-    fn endpoint_urls(&self) -> Vec<String> {
+    /// The endpoints as URLs, with the scheme the TLS settings imply where one is missing.
+    #[must_use]
+    pub fn endpoint_urls(&self) -> Vec<String> {
         let scheme = if self.uses_tls() {
             "https://"
         } else {

@@ -84,7 +84,8 @@ struct ServerFlags {
     #[arg(long, default_value_t = 4)]
     log_level: u8,
 
-    /// Accepted for compatibility; peer URL changes are not applied by etcdbr (a warning is logged)
+    /// After updating this member's changed peer URLs at start-up, ask etcd-wrapper (port 9095 on
+    /// etcd's host) to restart etcd so that it uses them
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     use_etcd_wrapper: bool,
 }
@@ -180,11 +181,6 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
     if s.enable_profiling {
         tracing::warn!("--enable-profiling: etcdbr has no Go pprof endpoints; ignored");
     }
-    if s.use_etcd_wrapper {
-        tracing::warn!(
-            "--use-etcd-wrapper: etcdbr does not restart etcd-wrapper on peer URL changes; ignored"
-        );
-    }
     if args.health.enable_snapshot_lease_renewal || args.health.enable_member_lease_renewal {
         tracing::warn!(
             "Kubernetes Lease renewal ({:?}, {:?}, member leases every {:?}) is not supported by etcdbr yet; ignored",
@@ -251,6 +247,7 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
     opts.tls = tls;
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
+    opts.use_etcd_wrapper = s.use_etcd_wrapper;
     opts.etcd_conf = std::env::var_os("ETCD_CONF")
         .filter(|v| !v.is_empty())
         .map_or_else(

@@ -1,0 +1,102 @@
+//! Peer URL changes at start-up, as the original's `updatePeerURLIfChanged`: once etcd answers,
+//! the peer URLs the etcd configuration gives this member are compared with the ones the cluster
+//! lists for it; when the configuration has one the cluster lacks, the member is updated
+//! (`MemberUpdate`), and with `--use-etcd-wrapper` etcd-wrapper (port 9095 on etcd's host) is
+//! asked to stop etcd so that it restarts with them; otherwise a warning says etcd must be
+//! restarted.
+
+use std::time::Duration;
+
+use etcdbr::snapshotter::error_chain;
+
+use crate::delegate::http_client;
+use crate::state::Shared;
+
+/// etcd-wrapper's port.
+const ETCD_WRAPPER_PORT: u16 = 9095;
+/// Timeout of each etcd call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Updates this member's peer URLs when the configuration changed them; errors are logged, as
+/// the original does, and the server goes on.
+pub async fn update_if_changed(s: &Shared, use_etcd_wrapper: bool) {
+    tracing::info!("Checking if peerURL has changed or not.");
+    match update(s).await {
+        Ok(false) => {
+            tracing::info!("No change in peerURLs found. Skipping update of member peer URLs.");
+        }
+        Ok(true) if use_etcd_wrapper => {
+            if let Err(e) = restart_etcd_wrapper(s).await {
+                tracing::error!("Failed to restart the etcd-wrapper: {e}");
+            }
+        }
+        Ok(true) => tracing::warn!(
+            "To correctly reflect peerURLs in the etcd cluster, restart the etcd member. More info: https://etcd.io/docs/v3.5/op-guide/runtime-configuration/#update-advertise-peer-urls"
+        ),
+        Err(e) => tracing::error!("Failed to update the member peer URL: {e}"),
+    }
+}
+
+/// Whether the peer URLs were updated.
+async fn update(s: &Shared) -> Result<bool, String> {
+    let (name, wanted) = crate::etcd_conf::this_member(&s.etcd_conf)?;
+    let mut etcd = s.etcd.clone();
+    etcd.endpoints.truncate(1);
+    let mut c = etcd.connect().await.map_err(|e| error_chain(&e))?;
+    let list = tokio::time::timeout(CALL_TIMEOUT, c.member_list())
+        .await
+        .map_err(|_| "listing the members timed out".to_owned())?
+        .map_err(|e| format!("cannot list the members: {e}"))?;
+    let Some(me) = list.members().iter().find(|m| m.name() == name) else {
+        return Err(format!("member {name} is not in the cluster's member list"));
+    };
+    if wanted.iter().all(|u| me.peer_urls().contains(u)) {
+        return Ok(false);
+    }
+    tracing::info!(
+        "Etcd member peerURLs found to be changed: {:?} -> {wanted:?}",
+        me.peer_urls()
+    );
+    let id = me.id();
+    let mut last = String::new();
+    for attempt in 0..5u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, c.member_update(id, wanted.clone())).await {
+            Ok(Ok(_)) => {
+                tracing::info!("Successfully updated the peerURLs for etcd member.");
+                return Ok(true);
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
+        tracing::warn!("Updating the member's peer URLs failed: {last}");
+    }
+    Err(format!("cannot update the member's peer URLs: {last}"))
+}
+
+async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {
+    let endpoint = s
+        .etcd
+        .endpoint_urls()
+        .into_iter()
+        .next()
+        .ok_or("no etcd endpoint")?;
+    let (scheme, rest) = endpoint
+        .split_once("://")
+        .ok_or_else(|| format!("etcd endpoint {endpoint} has no scheme"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let url = format!("{scheme}://{host}:{ETCD_WRAPPER_PORT}/stop");
+    tracing::info!("Asking etcd-wrapper to restart etcd: POST {url}");
+    http_client(s)?
+        .post(&url)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    Ok(())
+}
