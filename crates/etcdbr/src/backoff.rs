@@ -1,5 +1,6 @@
-//! The one backoff policy for retrying etcd sessions: the original's exponential backoff flags
-//! (`--backoff-multiplier`, `--backoff-attempt-limit`, `--backoff-threshold-time`).
+//! The one backoff policy for retrying etcd sessions and calls: the original's exponential
+//! backoff flags (`--backoff-multiplier`, `--backoff-attempt-limit`, `--backoff-threshold-time`)
+//! for the snapshotter, and [`retry`] for single calls such as membership changes.
 
 use std::time::Duration;
 
@@ -47,6 +48,40 @@ impl ExponentialBackoff {
     /// Starts over after a success.
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+}
+
+/// Runs `op` until it succeeds or `attempts` attempts were made, waiting `backoff`'s delays in
+/// between and logging each failure as `what`; returns the first success or the last error.
+///
+/// # Errors
+/// The last attempt's error.
+pub async fn retry<T, E, F, Fut>(
+    attempts: u32,
+    mut backoff: ExponentialBackoff,
+    what: &str,
+    mut op: F,
+) -> Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    "{what} failed: {}; retrying in {wait:?}",
+                    crate::snapshotter::error_chain(&e)
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 }
 

@@ -177,7 +177,7 @@ pub async fn initialize(
         {
             let m = member.ok_or_else(|| Error::Config("no member control".into()))?;
             let started = std::time::Instant::now();
-            let r = replace_member(m, &data_dir).await;
+            let r = m.replace(&data_dir).await;
             crate::metrics::record_restoration(true, started.elapsed(), r.is_ok());
             r?;
             learner = true;
@@ -206,34 +206,6 @@ pub async fn initialize(
         learner,
     })
 }
-
-/// Replaces a member whose data cannot be trusted: removed from the cluster, its data dir
-/// wiped, added back as a learner.
-async fn replace_member(m: &MemberControl, data_dir: &std::path::Path) -> Result<()> {
-    tracing::info!(
-        "Replacing member {} in its cluster: remove, wipe {}, add as a learner",
-        m.name,
-        data_dir.display()
-    );
-    let mut backoff =
-        crate::backoff::ExponentialBackoff::new(2, 5, std::time::Duration::from_secs(16));
-    let mut attempt = 0;
-    while let Err(e) = m.remove().await {
-        attempt += 1;
-        if attempt >= 5 {
-            return Err(e);
-        }
-        let wait = backoff.next_delay();
-        tracing::warn!(
-            "Removing member {} failed: {}; retrying in {wait:?}",
-            m.name,
-            crate::snapshotter::error_chain(&e)
-        );
-        tokio::time::sleep(wait).await;
-    }
-    m.add_learner_with_retry(data_dir).await
-}
-
 async fn restore_or_clear(
     store: Option<&SnapStore>,
     opts: &InitializeOptions,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, MemberAddOptions};
 
-use crate::backoff::ExponentialBackoff;
+use crate::backoff::{ExponentialBackoff, retry};
 use crate::error::{Error, Result};
 use crate::etcd::EtcdOptions;
 
@@ -20,6 +20,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_ATTEMPTS: u32 = 4;
 /// Attempts to add this member as a learner (the original's `addLearnerAttempts`).
 const ADD_LEARNER_ATTEMPTS: u32 = 6;
+/// Attempts to remove this member.
+const REMOVE_ATTEMPTS: u32 = 5;
 
 /// This member, and how to reach the rest of its cluster.
 #[derive(Debug, Clone)]
@@ -105,36 +107,24 @@ impl MemberControl {
             "Checking if member {} is part of a running cluster",
             self.name
         );
-        let mut backoff = ExponentialBackoff::new(2, PROBE_ATTEMPTS, Duration::from_secs(8));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = async {
+        let backoff = ExponentialBackoff::new(2, PROBE_ATTEMPTS, Duration::from_secs(8));
+        let found = retry(
+            PROBE_ATTEMPTS,
+            backoff,
+            "Listing the cluster's members",
+            || async {
                 let mut c = self.client().await?;
                 self.find(&mut c).await
-            }
-            .await;
-            match r {
-                Ok(found) => {
-                    let present = found.is_some_and(|(_, _, started)| started);
-                    tracing::info!(
-                        "Member {} {} part of the running cluster",
-                        self.name,
-                        if present { "is" } else { "is not" }
-                    );
-                    return Ok(present);
-                }
-                Err(e) if attempt >= PROBE_ATTEMPTS => return Err(e),
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    tracing::info!(
-                        "Cannot list the cluster's members yet ({}); retrying in {wait:?}",
-                        crate::snapshotter::error_chain(&e)
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+            },
+        )
+        .await?;
+        let present = found.is_some_and(|(_, _, started)| started);
+        tracing::info!(
+            "Member {} {} part of the running cluster",
+            self.name,
+            if present { "is" } else { "is not" }
+        );
+        Ok(present)
     }
 
     /// Adds this member to the cluster as a learner; a member already listed with these peer
@@ -192,30 +182,37 @@ impl MemberControl {
     /// # Errors
     /// The last attempt's error, or the data dir cannot be removed.
     pub async fn add_learner_with_retry(&self, data_dir: &Path) -> Result<()> {
-        let mut backoff =
-            ExponentialBackoff::new(2, ADD_LEARNER_ATTEMPTS, Duration::from_secs(120));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let backoff = ExponentialBackoff::new(2, ADD_LEARNER_ATTEMPTS, Duration::from_secs(120));
+        let what = format!("Adding member {} as a learner", self.name);
+        retry(ADD_LEARNER_ATTEMPTS, backoff, &what, || async {
             remove_dir(data_dir)?;
-            match self.add_as_learner().await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= ADD_LEARNER_ATTEMPTS => return Err(e),
-                Err(e) => {
-                    let mut wait = backoff.next_delay();
-                    if says(&e, "too many learner") {
-                        tracing::info!("The cluster already has a learner; waiting for it");
-                        wait += CALL_TIMEOUT;
-                    }
-                    tracing::warn!(
-                        "Adding member {} as a learner failed: {}; retrying in {wait:?}",
-                        self.name,
-                        crate::snapshotter::error_chain(&e)
-                    );
-                    tokio::time::sleep(wait).await;
-                }
+            let r = self.add_as_learner().await;
+            if let Err(e) = &r
+                && says(e, "too many learner")
+            {
+                tracing::info!("The cluster already has a learner; waiting for it");
+                tokio::time::sleep(CALL_TIMEOUT).await;
             }
-        }
+            r
+        })
+        .await
+    }
+
+    /// Removes this member, retrying with backoff, wipes `data_dir` and adds the member back
+    /// as a learner: the replacement of a member whose data cannot be trusted.
+    ///
+    /// # Errors
+    /// The member cannot be removed or added back.
+    pub async fn replace(&self, data_dir: &Path) -> Result<()> {
+        tracing::info!(
+            "Replacing member {} in its cluster: remove, wipe {}, add as a learner",
+            self.name,
+            data_dir.display()
+        );
+        let backoff = ExponentialBackoff::new(2, REMOVE_ATTEMPTS, Duration::from_secs(16));
+        let what = format!("Removing member {}", self.name);
+        retry(REMOVE_ATTEMPTS, backoff, &what, || self.remove()).await?;
+        self.add_learner_with_retry(data_dir).await
     }
 
     /// Removes this member from the cluster; a member not listed is fine.

@@ -45,16 +45,23 @@ pub async fn leader_sidecar(s: &Shared) -> Result<String, String> {
         .client_urls()
         .first()
         .ok_or_else(|| format!("the leader {leader:x} has no client URL"))?;
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("the leader's client URL {url:?} has no scheme"))?;
-    let hostport = rest.split('/').next().unwrap_or_default();
-    let host = match hostport.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => hostport,
-    };
+    let (scheme, host) = scheme_and_host(url)?;
     let scheme = if s.tls { "https" } else { scheme };
     Ok(format!("{scheme}://{host}:{}", s.port))
+}
+
+/// The scheme and host of a URL such as `https://10.0.0.1:2379/`: a sibling service of etcd
+/// (a sidecar, etcd-wrapper) is on the same host at its own port.
+pub(crate) fn scheme_and_host(url: &str) -> Result<(&str, &str), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("the URL {url:?} has no scheme"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    Ok((scheme, host))
 }
 
 /// An HTTP client for sibling services: HTTPS checked against etcd's CA when the server

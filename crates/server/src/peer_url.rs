@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use etcdbr::backoff::{ExponentialBackoff, retry};
 use etcdbr::snapshotter::error_chain;
 
-use crate::delegate::http_client;
+use crate::delegate::{http_client, scheme_and_host};
 use crate::state::Shared;
 
 /// etcd-wrapper's port.
@@ -58,22 +59,24 @@ async fn update(s: &Shared) -> Result<bool, String> {
         me.peer_urls()
     );
     let id = me.id();
-    let mut last = String::new();
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-        }
+    let backoff = ExponentialBackoff::new(2, 5, Duration::from_secs(8));
+    retry(5, backoff, "Updating the member's peer URLs", || async {
+        let mut c = c.clone();
         match tokio::time::timeout(CALL_TIMEOUT, c.member_update(id, wanted.clone())).await {
-            Ok(Ok(_)) => {
-                tracing::info!("Successfully updated the peerURLs for etcd member.");
-                return Ok(true);
-            }
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "timed out".into(),
+            Ok(r) => r.map(|_| ()).map_err(|source| etcdbr::Error::Etcd {
+                op: "update the member's peer URLs",
+                source,
+            }),
+            Err(_) => Err(etcdbr::Error::Timeout {
+                op: "update the member's peer URLs",
+                after: CALL_TIMEOUT,
+            }),
         }
-        tracing::warn!("Updating the member's peer URLs failed: {last}");
-    }
-    Err(format!("cannot update the member's peer URLs: {last}"))
+    })
+    .await
+    .map_err(|e| error_chain(&e))?;
+    tracing::info!("Successfully updated the peerURLs for etcd member.");
+    Ok(true)
 }
 
 async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {
@@ -83,14 +86,7 @@ async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {
         .into_iter()
         .next()
         .ok_or("no etcd endpoint")?;
-    let (scheme, rest) = endpoint
-        .split_once("://")
-        .ok_or_else(|| format!("etcd endpoint {endpoint} has no scheme"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => authority,
-    };
+    let (scheme, host) = scheme_and_host(&endpoint)?;
     let url = format!("{scheme}://{host}:{ETCD_WRAPPER_PORT}/stop");
     tracing::info!("Asking etcd-wrapper to restart etcd: POST {url}");
     http_client(s)?
