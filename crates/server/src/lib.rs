@@ -120,6 +120,9 @@ pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(),
                 member.cluster.endpoints
             );
             opts.initialize.cluster_size = size;
+            etcdbr::metrics::metrics()
+                .cluster_size
+                .set(&[], size as f64);
             opts.initialize.member = Some(member);
         }
         Ok(None) => {}
