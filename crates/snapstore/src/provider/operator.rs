@@ -1,10 +1,12 @@
 //! The one place operators are finished: the HTTP client (TLS options), the retry layer with
-//! its logging, and the timeout layer.
+//! its logging, and the timeout layer. A server certificate that does not verify is not
+//! retried: no retry can fix it, and retrying hid the cause behind a minute of waiting.
 
 use std::time::Duration;
 
 use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer};
-use opendal::{HttpTransporter, OperationContext, Operator};
+use opendal::{Buffer, HttpBody, HttpTransport, HttpTransporter, OperationContext, Operator};
+use opendal_http_transport_reqwest::ReqwestTransport;
 
 use crate::error::{Error, Result};
 
@@ -37,6 +39,41 @@ impl RetryInterceptor for LogRetries {
     }
 }
 
+/// The reqwest transport, with TLS verification failures made permanent for the retry layer.
+struct Transport(ReqwestTransport);
+
+impl HttpTransport for Transport {
+    async fn fetch(&self, req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
+        self.0.fetch(req).await.map_err(|e| {
+            if is_tls_failure(&e) {
+                e.set_persistent()
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// Whether `e` comes from a TLS handshake that failed (an untrusted or invalid certificate).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An io::Error's `source` skips the error it wraps; rustls's hides there.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && is_tls_failure(inner)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Adds the HTTP transport, retries and timeouts to an operator.
 ///
 /// # Errors
@@ -62,9 +99,7 @@ pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result
     let client = client
         .build()
         .map_err(|e| Error::Config(format!("{provider}: cannot build the HTTP client: {e}")))?;
-    let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(
-        client,
-    ));
+    let transport = HttpTransporter::new(Transport(ReqwestTransport::new(client)));
     Ok(op
         .with_context(OperationContext::new().with_http_transport(transport))
         .layer(
