@@ -1,5 +1,6 @@
-//! `etcdbrctl initialize`: each kind of damaged data dir ends in the original's decision, and
-//! a data dir whose WAL holds writes the backup has is never restored over.
+//! `etcdbrctl initialize`: each kind of damaged data dir ends in the original's decision, a
+//! data dir whose WAL holds writes the backup has is never restored over, and a member of a
+//! multi-member cluster (`ETCD_CONF`) is replaced by a learner instead of restored.
 
 mod common;
 
@@ -266,4 +267,41 @@ async fn writes_pending_in_the_wal_are_not_restored_over() {
         target,
         "etcd replays the WAL to the backed-up revision"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_member_with_a_corrupt_db_is_replaced_by_a_learner_not_restored() {
+    let mut members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let home = tempfile::tempdir().unwrap();
+    let conf = home.path().join("etcd.conf.yaml");
+    std::fs::write(&conf, cluster_conf(&members)).unwrap();
+    members[2].kill();
+    let data = members[2].data_dir().to_path_buf();
+    std::fs::write(data.join("member/snap/db"), b"not a bbolt file").unwrap();
+    let mut c = bin();
+    c.env("ETCD_CONF", &conf).env("POD_NAME", "m2");
+    let o = c
+        .env("HOME", home.path())
+        .args(["initialize", "--validation-mode=full", "--data-dir"])
+        .arg(&data)
+        .args(["--snapstore-temp-directory"])
+        .arg(home.path().join("tmp"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", log(&o));
+    assert!(
+        log(&o).contains("to the cluster as a learner"),
+        "{}",
+        log(&o)
+    );
+    assert!(!data.exists(), "the data dir must be wiped:\n{}", log(&o));
+    let mut client = members[0].client().await.unwrap();
+    let list = client.member_list().await.unwrap();
+    let m2 = list
+        .members()
+        .iter()
+        .find(|m| m.peer_urls().contains(&members[2].peer_url))
+        .unwrap_or_else(|| panic!("m2 not re-added: {:?}", list.members()));
+    assert!(m2.is_learner(), "{m2:?}");
+    assert_eq!(list.members().len(), 3);
 }

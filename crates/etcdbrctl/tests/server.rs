@@ -545,39 +545,13 @@ async fn https_config_file_and_secondary_sync() {
     }
 }
 
-/// The etcd configuration a druid-managed cluster mounts, for `members`.
-fn cluster_conf(members: &[Etcd]) -> String {
-    let initial: Vec<String> = members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| format!("m{i}={}", m.peer_url))
-        .collect();
-    let mut conf = format!(
-        "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: {}\n",
-        initial.join(",")
-    );
-    for (key, url) in [
-        (
-            "initial-advertise-peer-urls",
-            (|m| m.peer_url.clone()) as fn(&Etcd) -> String,
-        ),
-        ("advertise-client-urls", |m| m.client_url.clone()),
-    ] {
-        conf.push_str(&format!("{key}:\n"));
-        for (i, m) in members.iter().enumerate() {
-            conf.push_str(&format!("  m{i}:\n  - {}\n", url(m)));
-        }
-    }
-    conf
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
     let mut members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("etcd.conf.yaml.in"),
-        cluster_conf(&members),
+        common::cluster_conf(&members),
     )
     .unwrap();
     let port = testkit::free_port();
@@ -678,7 +652,7 @@ async fn a_new_member_is_added_as_a_learner_on_scale_up() {
     let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
     let home = tempfile::tempdir().unwrap();
     let mut new = Etcd::new_member(&members, home.path());
-    let mut conf = cluster_conf(&members);
+    let mut conf = common::cluster_conf(&members);
     // The configuration druid renders for four replicas.
     conf = conf.replace(
         &format!("m2={}", members[2].peer_url),

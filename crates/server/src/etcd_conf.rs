@@ -17,6 +17,14 @@ use crate::state::Shared;
 /// Default location of the etcd configuration file.
 pub const DEFAULT_ETCD_CONF: &str = "/var/etcd/config/etcd.conf.yaml";
 
+/// The etcd configuration file: `ETCD_CONF`, else [`DEFAULT_ETCD_CONF`].
+#[must_use]
+pub fn path_from_env() -> PathBuf {
+    std::env::var_os("ETCD_CONF")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_ETCD_CONF), PathBuf::from)
+}
+
 fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> {
     let urls: Vec<String> = config
         .get(key)

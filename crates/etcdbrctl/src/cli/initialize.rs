@@ -54,11 +54,24 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|n| !n.is_empty());
     opts.snapstore_temp_dir = Some(config.temp_dir.clone());
+    // As the original, a multi-member etcd configuration (`ETCD_CONF`) makes the member's
+    // decisions those of a cluster member: scale-up and replacement by a learner.
+    let etcd_conf = etcdbr_server::etcd_conf::path_from_env();
+    if let Some((size, member)) =
+        etcdbr_server::etcd_conf::member_control(&etcd_conf, &args.etcd.to_options())
+            .map_err(|e| anyhow::anyhow!("the etcd config file {}: {e}", etcd_conf.display()))?
+    {
+        tracing::info!("Member {} of a {size}-member cluster", member.name);
+        opts.cluster_size = size;
+        opts.member = Some(member);
+    }
     let report = initialize(store.as_ref(), &opts).await?;
     tracing::info!(
         "Initialization done: {:?}, {}",
         report.validation.status,
-        if report.restored {
+        if report.learner {
+            "member (re)added to its cluster as a learner"
+        } else if report.restored {
             "data directory restored"
         } else {
             "data directory kept"

@@ -248,12 +248,7 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
     opts.use_etcd_wrapper = s.use_etcd_wrapper;
-    opts.etcd_conf = std::env::var_os("ETCD_CONF")
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || PathBuf::from(etcdbr_server::etcd_conf::DEFAULT_ETCD_CONF),
-            PathBuf::from,
-        );
+    opts.etcd_conf = etcdbr_server::etcd_conf::path_from_env();
     etcdbr_server::run(opts, stop).await?;
     Ok(())
 }

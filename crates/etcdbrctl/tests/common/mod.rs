@@ -211,3 +211,29 @@ pub fn copy_store(from: &Path) -> tempfile::TempDir {
     }
     home
 }
+
+/// The etcd configuration a druid-managed cluster mounts, for `members`.
+pub fn cluster_conf(members: &[Etcd]) -> String {
+    let initial: Vec<String> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("m{i}={}", m.peer_url))
+        .collect();
+    let mut conf = format!(
+        "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: {}\n",
+        initial.join(",")
+    );
+    for (key, url) in [
+        (
+            "initial-advertise-peer-urls",
+            (|m| m.peer_url.clone()) as fn(&Etcd) -> String,
+        ),
+        ("advertise-client-urls", |m| m.client_url.clone()),
+    ] {
+        conf.push_str(&format!("{key}:\n"));
+        for (i, m) in members.iter().enumerate() {
+            conf.push_str(&format!("  m{i}:\n  - {}\n", url(m)));
+        }
+    }
+    conf
+}
