@@ -100,7 +100,7 @@ impl MemberControl {
     /// while the cluster cannot be reached.
     ///
     /// # Errors
-    /// The cluster could not be reached in [`PROBE_ATTEMPTS`] attempts (a cluster being
+    /// The cluster could not be reached in `PROBE_ATTEMPTS` attempts (a cluster being
     /// bootstrapped, for instance).
     pub async fn is_member_in_cluster(&self) -> Result<bool> {
         tracing::info!(

@@ -183,7 +183,7 @@ impl SnapStore {
     }
 
     /// Changes how often credential files are checked for rotation (default
-    /// [`ROTATION_CHECK_INTERVAL`]).
+    /// `ROTATION_CHECK_INTERVAL`).
     pub fn set_rotation_check_interval(&self, interval: Duration) {
         self.inner
             .current

@@ -22,7 +22,7 @@ pub(super) enum Request {
     },
 }
 
-/// Asks a running [`Snapshotter`] for snapshots out of schedule (the server's
+/// Asks a running [`Snapshotter`](super::Snapshotter) for snapshots out of schedule (the server's
 /// `/snapshot/full` and `/snapshot/delta`).
 #[derive(Debug, Clone)]
 pub struct SnapshotterHandle {

@@ -1,7 +1,7 @@
 //! Every remote provider through one OpenDAL operator: listing, streamed reads, chunked
 //! concurrent uploads that appear whole or not at all, deletes.
 //!
-//! Retries live in the operator (OpenDAL's retry layer, built in [`super::operator`]): each
+//! Retries live in the operator (OpenDAL's retry layer, built in `provider::operator`): each
 //! request, including each part of an upload, is retried with exponential backoff; when an
 //! upload still fails, the writer is aborted, so no partial object appears under the name.
 
