@@ -20,9 +20,12 @@ use crate::trailer::TrailerCheck;
 
 /// Reads of an async body from a blocking thread are round trips: read in large blocks.
 const BLOCK: usize = 1 << 20;
+/// Decompressed blocks of the full snapshot in flight to its hashing writer.
+const PIPELINE_BLOCKS: usize = 4;
 
 /// Fetches the full snapshot into `path`, trailer included (the db writer cuts it off), and
-/// checks the trailer unless `skip_hash_check`.
+/// checks the trailer unless `skip_hash_check`. Decompression and the sha256 + write run on two
+/// threads, so the full snapshot is in after the slower of the two, not after both.
 pub(super) async fn full(
     store: &SnapStore,
     full: &Snapshot,
@@ -33,12 +36,39 @@ pub(super) async fn full(
     let file = std::fs::File::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
     let name = full.snap_name.clone();
-    let (total, digest_ok) = stream(store, full, move |mut body| {
-        let mut out = io::BufWriter::with_capacity(BLOCK, file);
-        io::copy(&mut body, &mut out)
-            .and_then(|_| out.flush())
-            .map_err(|e| decompress_failure(&name, e))?;
-        Ok(())
+    let (total, digest_ok) = stream(store, full, move |body| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_BLOCKS);
+        let writer = std::thread::spawn(move || -> io::Result<TrailerCheck> {
+            let mut check = TrailerCheck::default();
+            let mut out = file;
+            for block in rx {
+                check.update(&block);
+                out.write_all(&block)?;
+            }
+            Ok(check)
+        });
+        let read = (|| -> io::Result<()> {
+            loop {
+                let mut block = vec![0u8; BLOCK];
+                let n = read_up_to(body, &mut block)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                block.truncate(n);
+                if tx.send(block).is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+        })();
+        drop(tx);
+        let written = writer
+            .join()
+            .map_err(|_| io::Error::other("the snapshot writer thread panicked"));
+        read.map_err(|e| decompress_failure(&name, e))?;
+        let check = written
+            .and_then(|w| w)
+            .map_err(Error::io(format!("cannot write the base snapshot of {name}")))?;
+        Ok((check.total(), check.matches()))
     })
     .await?;
     let has_hash = total % 512 == 32;
@@ -58,6 +88,20 @@ pub(super) async fn full(
     Ok(())
 }
 
+/// Fills `buf` from `r` as far as it goes; 0 only at the end of the stream.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Fetches a delta, decodes its events into an event file at `path`, and checks its trailer;
 /// the file is only used when this returns `Ok`.
 pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
@@ -73,13 +117,18 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
     };
     let bad_json = bad.clone();
     let (total, digest_ok) = stream(store, s, move |body| {
-        let mut body = BufReader::with_capacity(BLOCK, body);
+        let mut hashing = HashingReader {
+            inner: body,
+            check: TrailerCheck::default(),
+        };
+        let mut body = BufReader::with_capacity(BLOCK, &mut hashing);
         delta_format::for_each_event(&mut body, |e| events.write(&e)).map_err(&bad_json)?;
         // The parser stops at the closing bracket; the trailer is still to be read (and hashed).
         io::copy(&mut body, &mut io::sink()).map_err(|e| bad_json(DeltaFormatError::Read(e)))?;
         events
             .finish()
-            .map_err(|e| bad_json(DeltaFormatError::Io(e)))
+            .map_err(|e| bad_json(DeltaFormatError::Io(e)))?;
+        Ok((hashing.check.total(), hashing.check.matches()))
     })
     .await?;
     if total < delta_format::HASH_LEN as u64 {
@@ -98,32 +147,22 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
     Ok(())
 }
 
-/// Streams `s` from the store through its decompressor and a hasher into `consume` (on a
-/// blocking thread); returns the decompressed size and whether its last 32 bytes are the
-/// sha256 of the rest. `consume` must read its input to the end.
-async fn stream(
+/// Streams `s` from the store through its decompressor into `consume` (on a blocking thread),
+/// which must read its input to the end; returns what `consume` returns.
+async fn stream<T: Send + 'static>(
     store: &SnapStore,
     s: &Snapshot,
-    consume: impl FnOnce(&mut dyn Read) -> Result<()> + Send + 'static,
-) -> Result<(u64, bool)> {
+    consume: impl FnOnce(&mut dyn Read) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let compression = Compression::from_suffix(&s.compression_suffix)
         .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
     let body = store.fetch(s).await?;
-    let name = s.snap_name.clone();
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || -> Result<(u64, bool)> {
+    tokio::task::spawn_blocking(move || -> Result<T> {
         let _guard = handle.enter();
         let raw = BufReader::with_capacity(BLOCK, tokio_util::io::SyncIoBridge::new(body));
-        let decompressed = compression.reader(raw);
-        let mut hashing = HashingReader {
-            inner: decompressed,
-            check: TrailerCheck::default(),
-        };
-        consume(&mut hashing)?;
-        // Whatever `consume` left unread still counts (and must decompress cleanly).
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| decompress_failure(&name, e))?;
-        let total = hashing.check.total();
-        Ok((total, hashing.check.matches()))
+        let mut decompressed = compression.reader(raw);
+        consume(&mut decompressed)
     })
     .await
     .map_err(|e| Error::Io {
