@@ -65,9 +65,9 @@ pub(super) async fn full(
             .join()
             .map_err(|_| io::Error::other("the snapshot writer thread panicked"));
         read.map_err(|e| decompress_failure(&name, e))?;
-        let check = written
-            .and_then(|w| w)
-            .map_err(Error::io(format!("cannot write the base snapshot of {name}")))?;
+        let check = written.and_then(|w| w).map_err(Error::io(format!(
+            "cannot write the base snapshot of {name}"
+        )))?;
         Ok((check.total(), check.matches()))
     })
     .await?;
