@@ -21,7 +21,9 @@ pub struct EtcdFlags {
     )]
     pub endpoints: Vec<String>,
 
-    /// Comma separated list of etcd endpoints reached through a (Kubernetes) service
+    /// Comma separated list of etcd endpoints reached through a (Kubernetes) service: how a member
+    /// of a multi-member cluster reaches the others for membership changes (default: every
+    /// member's advertise-client-urls in ETCD_CONF)
     #[arg(long, value_delimiter = ',')]
     pub service_endpoints: Vec<String>,
 
