@@ -40,9 +40,8 @@ pub struct InitializeOptions {
     pub namespace: Option<String>,
     /// `--snapstore-temp-directory`, emptied and recreated at the end unless it is `/tmp`.
     pub snapstore_temp_dir: Option<PathBuf>,
-    /// Members in the etcd configuration's `initial-cluster` (0 or 1: a single member).
-    pub cluster_size: usize,
-    /// This member and its cluster, for the multi-member decisions (needs `cluster_size` > 1).
+    /// This member and its cluster when the etcd configuration names several members: the
+    /// multi-member decisions apply.
     pub member: Option<MemberControl>,
 }
 
@@ -55,7 +54,6 @@ impl InitializeOptions {
             mode,
             namespace: None,
             snapstore_temp_dir: None,
-            cluster_size: 1,
             member: None,
         }
     }
@@ -93,7 +91,7 @@ pub async fn initialize(
     opts: &InitializeOptions,
 ) -> Result<InitializeReport> {
     let data_dir = opts.restore.data_dir.clone();
-    let member = opts.member.as_ref().filter(|_| opts.cluster_size > 1);
+    let member = opts.member.as_ref().filter(|m| m.cluster_size > 1);
     let mut member_was_running = false;
     if let Some(m) = member {
         match m.is_member_in_cluster().await {
@@ -131,7 +129,7 @@ pub async fn initialize(
         namespace: opts.namespace.clone(),
         store_configured: store.is_some(),
         latest_backup_revision: latest,
-        cluster_size: opts.cluster_size,
+        cluster_size: member.map_or(1, |m| m.cluster_size),
     };
     tracing::info!(
         "Validating the data directory {} ({:?} mode)...",
@@ -155,10 +153,17 @@ pub async fn initialize(
         validation.status,
         validation.reason
     );
-    let mut learner = false;
-    let restored = match action {
-        Action::Keep => false,
-        Action::Fail => {
+    // A cluster member whose data cannot be trusted is replaced, not restored.
+    let replace = member.filter(|_| {
+        member_was_running
+            || matches!(
+                validation.status,
+                DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
+            )
+    });
+    let (restored, learner) = match (action, replace) {
+        (Action::Keep, _) => (false, false),
+        (Action::Fail, _) => {
             return Err(Error::Config(
                 InitializeRefused {
                     status: validation.status,
@@ -167,27 +172,18 @@ pub async fn initialize(
                 .to_string(),
             ));
         }
-        Action::Restore
-            if member.is_some()
-                && (member_was_running
-                    || matches!(
-                        validation.status,
-                        DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
-                    )) =>
-        {
-            let m = member.ok_or_else(|| Error::Config("no member control".into()))?;
+        (Action::Restore, Some(m)) => {
             let started = std::time::Instant::now();
             let r = m.replace(&data_dir).await;
             crate::metrics::record_restoration(true, started.elapsed(), r.is_ok());
             r?;
-            learner = true;
-            false
+            (false, true)
         }
-        Action::Restore => {
+        (Action::Restore, None) => {
             let started = std::time::Instant::now();
             let r = restore_or_clear(store, opts, latest.is_some()).await;
             crate::metrics::record_restoration(false, started.elapsed(), r.is_ok());
-            r?
+            (r?, false)
         }
     };
     if let Some(tmp) = opts
@@ -206,6 +202,7 @@ pub async fn initialize(
         learner,
     })
 }
+
 async fn restore_or_clear(
     store: Option<&SnapStore>,
     opts: &InitializeOptions,

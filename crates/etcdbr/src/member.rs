@@ -13,6 +13,7 @@ use etcd_client::{Client, MemberAddOptions};
 use crate::backoff::{ExponentialBackoff, retry};
 use crate::error::{Error, Result};
 use crate::etcd::EtcdOptions;
+use crate::metrics::bool_label;
 
 /// Timeout of one membership call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,10 +23,14 @@ const PROBE_ATTEMPTS: u32 = 4;
 const ADD_LEARNER_ATTEMPTS: u32 = 6;
 /// Attempts to remove this member.
 const REMOVE_ATTEMPTS: u32 = 5;
+/// Attempts to update this member's peer URLs.
+const UPDATE_ATTEMPTS: u32 = 5;
 
 /// This member, and how to reach the rest of its cluster.
 #[derive(Debug, Clone)]
 pub struct MemberControl {
+    /// Members in the etcd configuration's `initial-cluster`.
+    pub cluster_size: usize,
     /// Connection to the cluster: `--service-endpoints`, or every member's client URLs.
     pub cluster: EtcdOptions,
     /// This member's name (`[<member-name-prefix>-]$POD_NAME`).
@@ -34,8 +39,12 @@ pub struct MemberControl {
     pub peer_urls: Vec<String>,
 }
 
-fn etcd_err(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
-    move |source| Error::Etcd { op, source }
+/// This member as the cluster lists it.
+struct Listed {
+    id: u64,
+    learner: bool,
+    /// Started at least once: only then does the list carry its name.
+    started: bool,
 }
 
 async fn within<T>(
@@ -43,7 +52,7 @@ async fn within<T>(
     f: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> Result<T> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r.map_err(etcd_err(op)),
+        Ok(r) => r.map_err(|source| Error::Etcd { op, source }),
         Err(_) => Err(Error::Timeout {
             op,
             after: CALL_TIMEOUT,
@@ -85,14 +94,18 @@ impl MemberControl {
         Err(last.unwrap_or_else(|| Error::Config("no etcd endpoint to reach the cluster".into())))
     }
 
-    /// This member's id and whether it is a learner, when the cluster lists it by name or by
-    /// peer URL (a learner that has not started yet has no name).
-    async fn find(&self, c: &mut Client) -> Result<Option<(u64, bool, bool)>> {
+    /// This member, when the cluster lists it by name or by peer URL (a learner that has not
+    /// started yet has no name).
+    async fn find(&self, c: &mut Client) -> Result<Option<Listed>> {
         let list = within("list members", c.member_list()).await?;
         Ok(list.members().iter().find_map(|m| {
             let by_name = !m.name().is_empty() && m.name() == self.name;
             let by_url = m.peer_urls().iter().any(|u| self.peer_urls.contains(u));
-            (by_name || by_url).then(|| (m.id(), m.is_learner(), !m.name().is_empty()))
+            (by_name || by_url).then(|| Listed {
+                id: m.id(),
+                learner: m.is_learner(),
+                started: !m.name().is_empty(),
+            })
         }))
     }
 
@@ -118,7 +131,7 @@ impl MemberControl {
             },
         )
         .await?;
-        let present = found.is_some_and(|(_, _, started)| started);
+        let present = found.is_some_and(|m| m.started);
         tracing::info!(
             "Member {} {} part of the running cluster",
             self.name,
@@ -147,10 +160,10 @@ impl MemberControl {
         match r {
             Ok(resp) => {
                 let id = resp.member().map_or(0, etcd_client::Member::id);
-                m.is_learner_count_total.inc(&["true"]);
+                m.is_learner_count_total.inc(&[bool_label(true)]);
                 m.is_learner.set(&[], 1.0);
                 m.add_learner_duration_seconds
-                    .observe(&["true"], started.elapsed().as_secs_f64());
+                    .observe(&[bool_label(true)], started.elapsed().as_secs_f64());
                 tracing::info!(
                     "Added member {} ({id:x}) to the cluster as a learner",
                     self.name
@@ -167,9 +180,9 @@ impl MemberControl {
             }
             Err(e) => {
                 if !says(&e, "too many learner") {
-                    m.is_learner_count_total.inc(&["false"]);
+                    m.is_learner_count_total.inc(&[bool_label(false)]);
                     m.add_learner_duration_seconds
-                        .observe(&["false"], started.elapsed().as_secs_f64());
+                        .observe(&[bool_label(false)], started.elapsed().as_secs_f64());
                 }
                 Err(e)
             }
@@ -221,7 +234,7 @@ impl MemberControl {
     /// The cluster refuses or cannot be reached.
     pub async fn remove(&self) -> Result<()> {
         let mut c = self.client().await?;
-        let Some((id, _, _)) = self.find(&mut c).await? else {
+        let Some(Listed { id, .. }) = self.find(&mut c).await? else {
             tracing::info!(
                 "Member {} is not in the cluster; nothing to remove",
                 self.name
@@ -232,13 +245,55 @@ impl MemberControl {
         let r = within("remove the member", c.member_remove(id)).await;
         crate::metrics::metrics()
             .member_remove_duration_seconds
-            .observe(
-                &[if r.is_ok() { "true" } else { "false" }],
-                started.elapsed().as_secs_f64(),
-            );
+            .observe(&[bool_label(r.is_ok())], started.elapsed().as_secs_f64());
         r?;
         tracing::info!("Removed member {} ({id:x}) from the cluster", self.name);
         Ok(())
+    }
+
+    /// Updates the peer URLs the cluster lists for this member (found by name) when one of
+    /// [`MemberControl::peer_urls`] is missing, as the original does at start-up; returns
+    /// whether it updated them.
+    ///
+    /// # Errors
+    /// The cluster cannot be reached, does not list this member, or refuses the update.
+    pub async fn update_peer_urls(&self) -> Result<bool> {
+        let mut c = self.client().await?;
+        let listed = within("list members", c.member_list()).await?;
+        let Some(me) = listed.members().iter().find(|m| m.name() == self.name) else {
+            return Err(Error::Config(format!(
+                "member {} is not in the cluster's member list",
+                self.name
+            )));
+        };
+        if self.peer_urls.iter().all(|u| me.peer_urls().contains(u)) {
+            return Ok(false);
+        }
+        tracing::info!(
+            "Etcd member peerURLs found to be changed: {:?} -> {:?}",
+            me.peer_urls(),
+            self.peer_urls
+        );
+        let id = me.id();
+        let backoff = ExponentialBackoff::new(2, UPDATE_ATTEMPTS, Duration::from_secs(8));
+        retry(
+            UPDATE_ATTEMPTS,
+            backoff,
+            "Updating the member's peer URLs",
+            || {
+                let mut c = c.clone();
+                async move {
+                    within(
+                        "update the member's peer URLs",
+                        c.member_update(id, self.peer_urls.clone()),
+                    )
+                    .await
+                }
+            },
+        )
+        .await?;
+        tracing::info!("Successfully updated the peerURLs for etcd member.");
+        Ok(true)
     }
 
     /// Promotes this member when it is a learner; etcd accepts only once the learner has
@@ -249,7 +304,7 @@ impl MemberControl {
     /// The cluster cannot be reached, or refuses for another reason than the learner lagging.
     pub async fn promote(&self) -> Result<bool> {
         let mut c = self.client().await?;
-        let Some((id, learner, _)) = self.find(&mut c).await? else {
+        let Some(Listed { id, learner, .. }) = self.find(&mut c).await? else {
             return Ok(false);
         };
         if !learner {
@@ -258,10 +313,8 @@ impl MemberControl {
         let started = Instant::now();
         let r = within("promote the learner", c.member_promote(id)).await;
         let m = crate::metrics::metrics();
-        m.member_promote_duration_seconds.observe(
-            &[if r.is_ok() { "true" } else { "false" }],
-            started.elapsed().as_secs_f64(),
-        );
+        m.member_promote_duration_seconds
+            .observe(&[bool_label(r.is_ok())], started.elapsed().as_secs_f64());
         match r {
             Ok(_) => {
                 m.is_learner.set(&[], 0.0);

@@ -1,10 +1,12 @@
 //! The sha256 trailer etcd appends to a snapshot stream (and the original to a delta's JSON):
-//! [`TrailerCheck`] verifies one on bytes as they stream by; [`WithSha256Trailer`] appends one to
+//! [`TrailerCheck`] verifies one on bytes as they stream by, [`write_checking_trailer`] writes a
+//! stream of chunks to a file while verifying it; [`WithSha256Trailer`] appends one to
 //! databases we write ourselves (`compact`).
 
-use std::io::{self, Read};
+use std::io::{self, BufWriter, Read, Write};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 /// Length of the trailer.
 pub const TRAILER_LEN: usize = 32;
@@ -58,6 +60,25 @@ impl TrailerCheck {
     pub fn matches(self) -> bool {
         self.tail.len() == TRAILER_LEN && self.hasher.finalize().as_slice() == self.tail.as_slice()
     }
+}
+
+/// Writes every chunk `rx` yields to `file` (on the calling, blocking thread) and checks the
+/// trailer; returns the total size and whether the last 32 bytes are the sha256 of the rest.
+///
+/// # Errors
+/// Writing fails.
+pub(crate) fn write_checking_trailer(
+    file: std::fs::File,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> io::Result<(u64, bool)> {
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut check = TrailerCheck::default();
+    while let Some(chunk) = rx.blocking_recv() {
+        out.write_all(&chunk)?;
+        check.update(&chunk);
+    }
+    out.flush()?;
+    Ok((check.total(), check.matches()))
 }
 
 /// Reads `inner` to its end, then yields the sha256 of everything read.
@@ -122,6 +143,29 @@ mod tests {
         let mut altered = TrailerCheck::default();
         altered.update(&stream[1..]);
         assert!(!altered.matches());
+    }
+
+    fn write(chunks: &[&[u8]]) -> (u64, bool) {
+        let (tx, rx) = mpsc::channel(chunks.len() + 1);
+        for c in chunks {
+            tx.try_send(c.to_vec()).unwrap();
+        }
+        drop(tx);
+        let f = tempfile::tempfile().unwrap();
+        write_checking_trailer(f, rx).unwrap()
+    }
+
+    #[test]
+    fn writes_every_chunk_and_checks_the_trailer() {
+        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut stream = body.clone();
+        stream.extend_from_slice(&Sha256::digest(&body));
+        let chunks: Vec<&[u8]> = stream.chunks(33).collect();
+        assert_eq!(write(&chunks), (stream.len() as u64, true));
+        let mut bad = stream.clone();
+        bad[10] ^= 1;
+        assert_eq!(write(&[&bad]), (bad.len() as u64, false));
+        assert_eq!(write(&[]), (0, false));
     }
 
     #[test]

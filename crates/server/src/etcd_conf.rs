@@ -6,7 +6,7 @@
 //! several; `initial-cluster-state` is `existing` when a learner is present, else `new`. The
 //! result is also written to `$HOME/etcd.conf.yaml`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use etcdbr::etcd::EtcdOptions;
 use etcdbr::member::MemberControl;
@@ -51,6 +51,18 @@ fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> 
     Ok(urls.join(","))
 }
 
+/// Reads and parses the etcd configuration file.
+fn load(path: &Path) -> Result<Mapping, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the etcd config file {}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        format!(
+            "the etcd config file {} is not valid YAML: {e}",
+            path.display()
+        )
+    })
+}
+
 /// This member and its cluster as the etcd configuration describes them, for the multi-member
 /// decisions of initialization and the learner's promotion. `None` when the file cannot be
 /// read or names a single member (the original then treats the cluster as a single member too);
@@ -58,25 +70,21 @@ fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> 
 ///
 /// # Errors
 /// A multi-member configuration without `POD_NAME` or without this member's peer URLs.
-pub fn member_control(
-    path: &std::path::Path,
-    etcd: &EtcdOptions,
-) -> Result<Option<(usize, MemberControl)>, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+pub fn member_control(path: &Path, etcd: &EtcdOptions) -> Result<Option<MemberControl>, String> {
+    let Ok(config) = load(path) else {
         return Ok(None);
     };
-    let Ok(config) = serde_yaml::from_str::<Mapping>(&text) else {
-        return Ok(None);
-    };
-    let initial = config
+    let cluster_size = config
         .get("initial-cluster")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let size = initial.split(',').filter(|e| !e.trim().is_empty()).count();
-    if size < 2 {
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .count();
+    if cluster_size < 2 {
         return Ok(None);
     }
-    let (member, peer_urls) = this_member_of(&config)?;
+    let (name, peer_urls) = this_member_of(&config)?;
     let mut cluster = etcd.clone();
     if !etcd.service_endpoints.is_empty() {
         cluster.endpoints.clone_from(&etcd.service_endpoints);
@@ -97,30 +105,30 @@ pub fn member_control(
             cluster.endpoints = urls;
         }
     }
-    Ok(Some((
-        size,
-        MemberControl {
-            cluster,
-            name: member,
-            peer_urls,
-        },
-    )))
+    Ok(Some(MemberControl {
+        cluster_size,
+        cluster,
+        name,
+        peer_urls,
+    }))
 }
 
-/// This member's name and peer URLs as the etcd configuration at `path` gives them.
+/// This member as the etcd configuration at `path` gives it, reached through `etcd` (its own
+/// etcd), whatever the cluster's size: for the start-up peer URL update.
 ///
 /// # Errors
 /// The file is unreadable or malformed, `POD_NAME` is unset, or the member's URLs are missing.
-pub fn this_member(path: &std::path::Path) -> Result<(String, Vec<String>), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the etcd config file {}: {e}", path.display()))?;
-    let config: Mapping = serde_yaml::from_str(&text).map_err(|e| {
-        format!(
-            "the etcd config file {} is not valid YAML: {e}",
-            path.display()
-        )
-    })?;
-    this_member_of(&config)
+pub fn this_member(path: &Path, etcd: &EtcdOptions) -> Result<MemberControl, String> {
+    let config = load(path)?;
+    let (name, peer_urls) = this_member_of(&config)?;
+    let mut cluster = etcd.clone();
+    cluster.endpoints.truncate(1);
+    Ok(MemberControl {
+        cluster_size: 1,
+        cluster,
+        name,
+        peer_urls,
+    })
 }
 
 fn this_member_of(config: &Mapping) -> Result<(String, Vec<String>), String> {
@@ -151,18 +159,7 @@ fn member_name(config: &Mapping) -> Result<String, String> {
 /// The file is unreadable or malformed, `POD_NAME` is unset, or this member's URLs are
 /// missing.
 pub async fn render(s: &Shared) -> Result<String, String> {
-    let text = std::fs::read_to_string(&s.etcd_conf).map_err(|e| {
-        format!(
-            "cannot read the etcd config file {}: {e}",
-            s.etcd_conf.display()
-        )
-    })?;
-    let mut config: Mapping = serde_yaml::from_str(&text).map_err(|e| {
-        format!(
-            "the etcd config file {} is not valid YAML: {e}",
-            s.etcd_conf.display()
-        )
-    })?;
+    let mut config = load(&s.etcd_conf)?;
     let member = member_name(&config)?;
     let peer = urls_of(&config, "initial-advertise-peer-urls", &member)?;
     let client = urls_of(&config, "advertise-client-urls", &member)?;

@@ -1,10 +1,10 @@
 //! Leader election and the leader's duties (reference §7.2). Every `--reelection-period` the
 //! sidecar asks its own etcd member for `Status`: the member leads when the status' member id
-//! is its leader; a member that is a learner is promoted (etcd accepts once it has caught up). Only the leader's sidecar runs the snapshotter, GC, defragmentation and the
-//! secondary sync; losing leadership (or etcd becoming unreachable) stops them, after the
-//! snapshotter saved its pending events. A new leader resumes the store's chain from its newest
-//! revision, so the chain has no gap across the hand-over (at most an overlap, which restore
-//! skips).
+//! is its leader; a member that is a learner is promoted (etcd accepts once it has caught up).
+//! Only the leader's sidecar runs the snapshotter, GC, defragmentation and the secondary sync;
+//! losing leadership (or etcd becoming unreachable) stops them, after the snapshotter saved its
+//! pending events. A new leader resumes the store's chain from its newest revision, so the chain
+//! has no gap across the hand-over (at most an overlap, which restore skips).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;

@@ -112,27 +112,24 @@ impl ServerOptions {
 /// # Errors
 /// The port cannot be bound, the TLS files are unusable, or the store cannot be opened.
 pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(), ServerError> {
-    match etcd_conf::member_control(&opts.etcd_conf, &opts.etcd) {
-        Ok(Some((size, member))) => {
-            tracing::info!(
-                "Member {} of a {size}-member cluster (reached at {:?})",
-                member.name,
-                member.cluster.endpoints
-            );
-            opts.initialize.cluster_size = size;
-            etcdbr::metrics::metrics()
-                .cluster_size
-                .set(&[], size as f64);
-            opts.initialize.member = Some(member);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            return Err(ServerError::Config(format!(
-                "the etcd config file {}: {e}",
-                opts.etcd_conf.display()
-            )));
-        }
+    let member = etcd_conf::member_control(&opts.etcd_conf, &opts.etcd).map_err(|e| {
+        ServerError::Config(format!(
+            "the etcd config file {}: {e}",
+            opts.etcd_conf.display()
+        ))
+    })?;
+    if let Some(m) = &member {
+        tracing::info!(
+            "Member {} of a {}-member cluster (reached at {:?})",
+            m.name,
+            m.cluster_size,
+            m.cluster.endpoints
+        );
+        etcdbr::metrics::metrics()
+            .cluster_size
+            .set(&[], m.cluster_size as f64);
     }
+    opts.initialize.member = member;
     let store = match &opts.store {
         Some(c) => {
             let s = snapstore::SnapStore::open(c)?;

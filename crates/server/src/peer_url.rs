@@ -5,9 +5,6 @@
 //! asked to stop etcd so that it restarts with them; otherwise a warning says etcd must be
 //! restarted.
 
-use std::time::Duration;
-
-use etcdbr::backoff::{ExponentialBackoff, retry};
 use etcdbr::snapshotter::error_chain;
 
 use crate::delegate::{http_client, scheme_and_host};
@@ -15,8 +12,6 @@ use crate::state::Shared;
 
 /// etcd-wrapper's port.
 const ETCD_WRAPPER_PORT: u16 = 9095;
-/// Timeout of each etcd call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Updates this member's peer URLs when the configuration changed them; errors are logged, as
 /// the original does, and the server goes on.
@@ -40,43 +35,10 @@ pub async fn update_if_changed(s: &Shared, use_etcd_wrapper: bool) {
 
 /// Whether the peer URLs were updated.
 async fn update(s: &Shared) -> Result<bool, String> {
-    let (name, wanted) = crate::etcd_conf::this_member(&s.etcd_conf)?;
-    let mut etcd = s.etcd.clone();
-    etcd.endpoints.truncate(1);
-    let mut c = etcd.connect().await.map_err(|e| error_chain(&e))?;
-    let list = tokio::time::timeout(CALL_TIMEOUT, c.member_list())
+    crate::etcd_conf::this_member(&s.etcd_conf, &s.etcd)?
+        .update_peer_urls()
         .await
-        .map_err(|_| "listing the members timed out".to_owned())?
-        .map_err(|e| format!("cannot list the members: {e}"))?;
-    let Some(me) = list.members().iter().find(|m| m.name() == name) else {
-        return Err(format!("member {name} is not in the cluster's member list"));
-    };
-    if wanted.iter().all(|u| me.peer_urls().contains(u)) {
-        return Ok(false);
-    }
-    tracing::info!(
-        "Etcd member peerURLs found to be changed: {:?} -> {wanted:?}",
-        me.peer_urls()
-    );
-    let id = me.id();
-    let backoff = ExponentialBackoff::new(2, 5, Duration::from_secs(8));
-    retry(5, backoff, "Updating the member's peer URLs", || async {
-        let mut c = c.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, c.member_update(id, wanted.clone())).await {
-            Ok(r) => r.map(|_| ()).map_err(|source| etcdbr::Error::Etcd {
-                op: "update the member's peer URLs",
-                source,
-            }),
-            Err(_) => Err(etcdbr::Error::Timeout {
-                op: "update the member's peer URLs",
-                after: CALL_TIMEOUT,
-            }),
-        }
-    })
-    .await
-    .map_err(|e| error_chain(&e))?;
-    tracing::info!("Successfully updated the peerURLs for etcd member.");
-    Ok(true)
+        .map_err(|e| error_chain(&e))
 }
 
 async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {

@@ -234,7 +234,8 @@ pub fn encode() -> String {
     out
 }
 
-fn bool_label(ok: bool) -> &'static str {
+/// The `succeeded` label's value.
+pub(crate) fn bool_label(ok: bool) -> &'static str {
     if ok { "true" } else { "false" }
 }
 

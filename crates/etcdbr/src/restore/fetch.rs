@@ -6,17 +6,18 @@
 //! [`EventWriter`] file, so the fetchers, which run in parallel, do the decompression and JSON
 //! work and the applier only packs pages.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
 use snapstore::{SnapStore, Snapshot};
+use tokio::sync::mpsc;
 
 use super::event_file::EventWriter;
 use crate::compress::Compression;
 use crate::delta_format::{self, DeltaFormatError};
 use crate::error::{Error, RestoreFailure, Result};
-use crate::trailer::TrailerCheck;
+use crate::trailer::{TrailerCheck, write_checking_trailer};
 
 /// Reads of an async body from a blocking thread are round trips: read in large blocks.
 const BLOCK: usize = 1 << 20;
@@ -37,26 +38,14 @@ pub(super) async fn full(
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
     let name = full.snap_name.clone();
     let (total, digest_ok) = stream(store, full, move |body| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_BLOCKS);
-        let writer = std::thread::spawn(move || -> io::Result<TrailerCheck> {
-            let mut check = TrailerCheck::default();
-            let mut out = file;
-            for block in rx {
-                check.update(&block);
-                out.write_all(&block)?;
-            }
-            Ok(check)
-        });
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_BLOCKS);
+        let writer = std::thread::spawn(move || write_checking_trailer(file, rx));
         let read = (|| -> io::Result<()> {
             loop {
-                let mut block = vec![0u8; BLOCK];
-                let n = read_up_to(body, &mut block)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                block.truncate(n);
-                if tx.send(block).is_err() {
-                    return Ok(()); // the writer failed; its error is reported below
+                let mut block = Vec::with_capacity(BLOCK);
+                body.take(BLOCK as u64).read_to_end(&mut block)?;
+                if block.is_empty() || tx.blocking_send(block).is_err() {
+                    return Ok(()); // the end, or the writer failed: its error is reported below
                 }
             }
         })();
@@ -65,10 +54,9 @@ pub(super) async fn full(
             .join()
             .map_err(|_| io::Error::other("the snapshot writer thread panicked"));
         read.map_err(|e| decompress_failure(&name, e))?;
-        let check = written.and_then(|w| w).map_err(Error::io(format!(
+        written.and_then(|w| w).map_err(Error::io(format!(
             "cannot write the base snapshot of {name}"
-        )))?;
-        Ok((check.total(), check.matches()))
+        )))
     })
     .await?;
     let has_hash = total % 512 == 32;
@@ -86,20 +74,6 @@ pub(super) async fn full(
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Fills `buf` from `r` as far as it goes; 0 only at the end of the stream.
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Fetches a delta, decodes its events into an event file at `path`, and checks its trailer;

@@ -4,7 +4,7 @@
 //!
 //! Memory stays at a few chunks whatever the database size; temp disk holds one copy of it.
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::pipe::compressed_body;
-use crate::trailer::{TRAILER_LEN as TRAILER, TrailerCheck};
+use crate::trailer::{TRAILER_LEN as TRAILER, write_checking_trailer};
 
 /// What a full snapshot needs besides the etcd client and the store.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub(crate) async fn receive(
         .reopen()
         .map_err(Error::io("cannot open the snapshot temp file"))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
-    let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
+    let writer = tokio::task::spawn_blocking(move || write_checking_trailer(file, rx));
 
     let started = Instant::now();
     let stream = async {
@@ -124,19 +124,6 @@ fn db_revision(path: &Path) -> Result<Revision> {
     Ok(etcd_datadir::current_revision(&db)?)
 }
 
-/// Writes every chunk to `file` and hashes all but the last 32 bytes; returns the total size and
-/// whether the last 32 bytes equal the sha256 of the rest.
-fn write_and_hash(file: std::fs::File, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<(u64, bool)> {
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut check = TrailerCheck::default();
-    while let Some(chunk) = rx.blocking_recv() {
-        out.write_all(&chunk)?;
-        check.update(&chunk);
-    }
-    out.flush()?;
-    Ok((check.total(), check.matches()))
-}
-
 /// Takes a full snapshot and uploads it; returns the stored snapshot.
 ///
 /// # Errors
@@ -192,33 +179,4 @@ async fn full_snapshot(
     );
     tracing::info!("Successfully saved full snapshot at: {}", snapshot.key());
     Ok(snapshot)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(chunks: &[&[u8]]) -> (u64, bool) {
-        let (tx, rx) = mpsc::channel(chunks.len() + 1);
-        for c in chunks {
-            tx.try_send(c.to_vec()).unwrap();
-        }
-        drop(tx);
-        let f = tempfile::tempfile().unwrap();
-        write_and_hash(f, rx).unwrap()
-    }
-
-    #[test]
-    fn writes_every_chunk_and_checks_the_trailer() {
-        use sha2::{Digest, Sha256};
-        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
-        let mut stream = body.clone();
-        stream.extend_from_slice(&Sha256::digest(&body));
-        let chunks: Vec<&[u8]> = stream.chunks(33).collect();
-        assert_eq!(run(&chunks), (stream.len() as u64, true));
-        let mut bad = stream.clone();
-        bad[10] ^= 1;
-        assert_eq!(run(&[&bad]), (bad.len() as u64, false));
-        assert_eq!(run(&[]), (0, false));
-    }
 }

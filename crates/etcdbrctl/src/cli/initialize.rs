@@ -57,13 +57,10 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
     // As the original, a multi-member etcd configuration (`ETCD_CONF`) makes the member's
     // decisions those of a cluster member: scale-up and replacement by a learner.
     let etcd_conf = etcdbr_server::etcd_conf::path_from_env();
-    if let Some((size, member)) =
-        etcdbr_server::etcd_conf::member_control(&etcd_conf, &args.etcd.to_options())
-            .map_err(|e| anyhow::anyhow!("the etcd config file {}: {e}", etcd_conf.display()))?
-    {
-        tracing::info!("Member {} of a {size}-member cluster", member.name);
-        opts.cluster_size = size;
-        opts.member = Some(member);
+    opts.member = etcdbr_server::etcd_conf::member_control(&etcd_conf, &args.etcd.to_options())
+        .map_err(|e| anyhow::anyhow!("the etcd config file {}: {e}", etcd_conf.display()))?;
+    if let Some(m) = &opts.member {
+        tracing::info!("Member {} of a {}-member cluster", m.name, m.cluster_size);
     }
     let report = initialize(store.as_ref(), &opts).await?;
     tracing::info!(
