@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::sidecar::{Sidecar, json, leader_index, wait_backup};
+use common::sidecar::{Sidecar, json, leader_index};
+use common::wait_for_backup;
 use testkit::{Etcd, EtcdVersion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,13 +24,13 @@ async fn three_members_one_backs_up_and_a_new_leader_takes_over() {
     let mut alive = vec![true; 3];
     let leader = leader_index(&members, &alive).await;
     sidecars[leader].wait_health(200).await;
-    wait_backup(home.path(), 1).await;
+    wait_for_backup(home.path(), 1).await;
     let mut c = members[leader].client().await.unwrap();
     for i in 0..50 {
         c.put(format!("/a/{i}"), "v", None).await.unwrap();
     }
     let rev = members[leader].revision().await;
-    wait_backup(home.path(), rev).await;
+    wait_for_backup(home.path(), rev).await;
     for (i, s) in sidecars.iter().enumerate() {
         let saved = s.log().matches("Successfully saved").count();
         if i == leader {
@@ -63,7 +64,7 @@ async fn three_members_one_backs_up_and_a_new_leader_takes_over() {
         c.put(format!("/b/{i}"), "v", None).await.unwrap();
     }
     let rev = members[new_leader].revision().await;
-    wait_backup(home.path(), rev).await;
+    wait_for_backup(home.path(), rev).await;
     assert!(
         sidecars[new_leader]
             .log()
@@ -116,7 +117,7 @@ async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
     }
     let rev = members[leader].revision().await;
     sidecars[leader].wait_health(200).await;
-    wait_backup(home.path(), rev).await;
+    wait_for_backup(home.path(), rev).await;
 
     // A follower's volume is lost: its etcd stops and its data dir is gone.
     let f = (leader + 1) % 3;

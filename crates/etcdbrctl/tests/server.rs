@@ -7,7 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sidecar::{Sidecar, backups, json, newest_revision, wait_backup};
+use common::sidecar::{Sidecar, json};
+use common::{backups, latest_backup, wait_for_backup};
 use testkit::{Etcd, EtcdVersion};
 
 /// Every metric the reference lists (§7.6).
@@ -86,7 +87,7 @@ async fn single_member_http_api() {
     let mut sc = Sidecar::start(home.path(), "m0", &etcd, testkit::free_port(), &[]);
     sc.wait_health(200).await;
     assert_eq!(json(&sc.http("GET", "/healthz").1)["health"], true);
-    wait_backup(home.path(), 1).await;
+    wait_for_backup(home.path(), 1).await;
 
     // Initialization: New -> Progress -> Successful, read once, then New again.
     assert_eq!(
@@ -190,7 +191,7 @@ async fn single_member_http_api() {
     let rev = etcd.revision().await;
     assert!(sc.terminate(), "{}", sc.log());
     assert_eq!(
-        newest_revision(home.path()),
+        latest_backup(home.path()),
         rev,
         "{:?}",
         backups(home.path())
@@ -271,7 +272,7 @@ async fn https_config_file_and_secondary_sync() {
         c.put(format!("/s/{i}"), "v", None).await.unwrap();
     }
     let rev = etcd.revision().await;
-    wait_backup(home.path(), rev).await;
+    wait_for_backup(home.path(), rev).await;
     let second = home.path().join("second/v2");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

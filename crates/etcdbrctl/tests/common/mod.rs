@@ -132,9 +132,14 @@ pub fn stop_snapshot(mut child: Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// The backups' names in the Local store below `home`.
+pub fn backups(home: &Path) -> Vec<String> {
+    names(&v2(home))
+}
+
 /// The newest revision in the Local store below `home`.
 pub fn latest_backup(home: &Path) -> i64 {
-    names(&v2(home))
+    backups(home)
         .iter()
         .filter_map(|n| n.split('-').nth(2)?.parse().ok())
         .max()
@@ -147,7 +152,8 @@ pub async fn wait_for_backup(home: &Path, target: i64) {
     while latest_backup(home) < target {
         assert!(
             Instant::now() < deadline,
-            "the backup did not reach revision {target}"
+            "no backup reached revision {target}: {:?}",
+            backups(home)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

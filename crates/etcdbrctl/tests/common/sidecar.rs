@@ -138,30 +138,6 @@ pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-pub fn backups(home: &Path) -> Vec<String> {
-    super::names(&home.join("backups/v2"))
-}
-
-pub fn newest_revision(home: &Path) -> i64 {
-    backups(home)
-        .iter()
-        .filter_map(|n| n.split('-').nth(2)?.parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
-pub async fn wait_backup(home: &Path, rev: i64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while newest_revision(home) < rev {
-        assert!(
-            Instant::now() < deadline,
-            "no backup reached revision {rev}: {:?}",
-            backups(home)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 pub async fn leader_index(members: &[Etcd], alive: &[bool]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
