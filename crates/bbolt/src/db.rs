@@ -174,17 +174,11 @@ impl Db {
     /// # Errors
     /// Page read errors.
     pub fn bucket_names(&self) -> Result<Vec<Vec<u8>>> {
-        let root = self.root();
-        let mut c = self.cursor(&root)?;
-        let mut names = Vec::new();
-        let mut e = c.first()?;
-        while let Some(entry) = e {
-            if entry.is_bucket() {
-                names.push(entry.key.to_vec());
-            }
-            e = c.next()?;
-        }
-        Ok(names)
+        Ok(self
+            .root_entries()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
     }
 
     /// The top-level buckets as stored in the root bucket: `(name, value)` pairs in key order,
