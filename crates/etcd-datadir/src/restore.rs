@@ -7,9 +7,12 @@
 //! rewritten for the new cluster; the WAL and `.snap` are the exact bytes `etcdctl snapshot
 //! restore` writes. Invariants enforced on the events:
 //!
-//! - events at or below the base revision are overlaps and are skipped;
-//! - revisions continue without a gap (an event at `prev` is another change of the same
-//!   transaction, its sub-revision the next one); a gap is an error naming the missing range;
+//! - events at or below the revision restored when the current segment began (the base's,
+//!   then each delta's start: [`RestoreWriter::begin_segment`]) are overlaps and are skipped,
+//!   so a revision at a delta's boundary is never applied twice;
+//! - inside a segment revisions continue without a gap (an event at `prev` is another change
+//!   of the same transaction, its sub-revision the next one); a gap is an error naming the
+//!   missing range, and a revision going back is an error;
 //! - a put needs a key; a delete is stored as etcd stores it (tombstone key, `KeyValue{key}`).
 //!
 //! Leases attached to keys stay attached when the lease exists in the base db; a lease granted
@@ -94,6 +97,14 @@ pub enum RestoreError {
         /// Revision found.
         got: i64,
     },
+    /// An event's revision is below the one before it in the same segment.
+    #[error("event at revision {got} follows revision {previous}: events are out of order")]
+    OutOfOrder {
+        /// The revision before.
+        previous: i64,
+        /// Revision found.
+        got: i64,
+    },
     /// An event is unusable.
     #[error("event at revision {revision} is invalid: {reason}")]
     BadEvent {
@@ -146,6 +157,8 @@ pub struct RestoreWriter {
     opts: RestoreOptions,
     prev: i64,
     sub: i64,
+    /// Revisions at or below this are already restored: overlaps of the current segment.
+    sealed: i64,
     leases: HashSet<i64>,
     stats: RestoreStats,
     value_buf: Vec<u8>,
@@ -217,6 +230,7 @@ impl RestoreWriter {
             opts,
             prev: base_revision,
             sub: 0,
+            sealed: base_revision,
             leases,
             stats: RestoreStats {
                 base_revision,
@@ -233,23 +247,33 @@ impl RestoreWriter {
         self.prev
     }
 
+    /// Starts a new segment of changes (a delta): its changes at or below the revision restored
+    /// so far are overlaps and are skipped, and a change at the last restored revision is not
+    /// taken as another change of that revision's transaction.
+    pub fn begin_segment(&mut self) {
+        self.sealed = self.prev;
+    }
+
     /// Applies one change; changes must come in the order etcd made them.
     ///
     /// # Errors
-    /// [`RestoreError::Gap`], [`RestoreError::BadEvent`] or a write error.
+    /// [`RestoreError::Gap`], [`RestoreError::OutOfOrder`], [`RestoreError::BadEvent`] or a
+    /// write error.
     pub fn apply(&mut self, c: &Change) -> Result<(), RestoreError> {
         let r = c.mod_revision;
-        if r <= self.stats.base_revision {
+        if r <= self.sealed {
             self.stats.skipped_events += 1;
             return Ok(());
         }
-        if r == self.prev && self.stats.applied_events > 0 {
+        if r == self.prev {
             self.sub += 1;
         } else if r == self.prev + 1 {
             self.sub = 0;
         } else if r < self.prev {
-            self.stats.skipped_events += 1;
-            return Ok(());
+            return Err(RestoreError::OutOfOrder {
+                previous: self.prev,
+                got: r,
+            });
         } else {
             return Err(RestoreError::Gap {
                 expected: self.prev + 1,

@@ -1,7 +1,7 @@
 //! `compact`: fold the latest backup set (a full snapshot and its deltas) into one new full
 //! snapshot, natively: the set is restored with the restore builder, the database is compacted
 //! at its last revision as etcd would (history below it dropped), and the result is uploaded as
-//! `Full-00000000-<revision>-<now>` with the newest snapshot's compression and the base's
+//! `Full-00000000-<revision>-<time of the newest snapshot folded in>` with its compression and the base's
 //! `.final` mark, etcd's sha256 trailer appended. No etcd process runs; old objects are left for
 //! GC, as in the original.
 
@@ -103,6 +103,21 @@ pub async fn compact(store: &SnapStore, opts: &CompactOptions) -> Result<Compact
     Ok(report)
 }
 
+/// The compacted snapshot's creation time: that of the state it holds, the newest snapshot
+/// folded in, and never later than a delta the snapshotter stored after the listing. Named
+/// at upload time instead (as the original does), a delta stored while compaction ran would
+/// look older than the full snapshot it follows, which is how a rolled-back history looks
+/// ([`snapstore::list`]). A set without deltas is named at the listing, one second after its
+/// full snapshot at least, so the new name never replaces it.
+fn created_on(restored: &crate::restore::RestoreReport) -> chrono::DateTime<Utc> {
+    if restored.deltas > 0 {
+        return restored.newest.created_on;
+    }
+    restored
+        .listed_at
+        .max(restored.full.created_on + chrono::Duration::seconds(1))
+}
+
 async fn compact_and_upload(
     store: &SnapStore,
     opts: &CompactOptions,
@@ -127,13 +142,14 @@ async fn compact_and_upload(
         stats.entries_after,
         stats.entries_before
     );
-    let compression = Compression::from_suffix(&restored.newest_suffix)
-        .map_err(|e| RestoreFailure::Suffix(restored.newest_suffix.clone(), e))?;
+    let suffix = &restored.newest.compression_suffix;
+    let compression = Compression::from_suffix(suffix)
+        .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
     let snapshot = Snapshot::new(
         Kind::Full,
         Revision::ZERO,
         Revision(stats.revision),
-        Utc::now(),
+        created_on(restored),
         compression.suffix(),
         restored.full.is_final,
         store.layout_prefix(),

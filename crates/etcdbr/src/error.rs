@@ -152,17 +152,24 @@ pub enum RestoreFailure {
         #[source]
         source: crate::delta_format::DeltaFormatError,
     },
-    /// Deltas named in the store leave revisions uncovered.
-    #[error("the delta chain has a gap: {previous} ends at revision {previous_last} but {next} starts at {next_start}; revisions {}..={} are missing", previous_last + 1, next_start - 1)]
-    ChainGap {
-        /// The earlier object.
-        previous: String,
-        /// Its last revision.
-        previous_last: i64,
-        /// The later object.
-        next: String,
-        /// Its first revision.
-        next_start: i64,
+    /// The deltas named in the store do not make a chain.
+    #[error(transparent)]
+    Chain(#[from] snapstore::ChainError),
+    /// A delta's events do not span the revisions its name says.
+    #[error(
+        "delta snapshot {name} holds events of revisions {first}..={last}, but its name says {start}..={end}; the object is damaged or misnamed"
+    )]
+    DeltaRange {
+        /// Object name.
+        name: String,
+        /// First event's revision (0: no events).
+        first: i64,
+        /// Last event's revision (0: no events).
+        last: i64,
+        /// Start revision in the name.
+        start: i64,
+        /// Last revision in the name.
+        end: i64,
     },
     /// Applying the backup failed.
     #[error(transparent)]

@@ -80,6 +80,9 @@ pub enum Error {
         /// Bytes found in the store.
         found: u64,
     },
+    /// The store's snapshots do not make a usable backup set.
+    #[error(transparent)]
+    Chain(#[from] crate::list::ChainError),
     /// The store refuses every operation (the `FAILED` test provider).
     #[error("{op} of {key:?} failed: the FAILED storage provider fails every operation")]
     Injected {

@@ -232,12 +232,20 @@ impl SnapStore {
         Ok(out)
     }
 
-    /// The newest full snapshot and the deltas after it.
+    /// The newest full snapshot and the deltas of its history after it (see [`list`]).
     ///
     /// # Errors
-    /// Listing fails.
+    /// Listing fails, or [`Error::Chain`] when the history of some snapshots is ambiguous.
     pub async fn latest_set(&self) -> Result<BackupSet> {
-        Ok(list::latest_set(&self.list().await?))
+        let set = list::latest_set(&self.list().await?)?;
+        for s in &set.abandoned {
+            tracing::warn!(
+                "Ignoring {}: it was taken before the full snapshot {} but reaches a higher revision, so it belongs to a history etcd was rolled back from",
+                s.snap_name,
+                set.full.as_ref().map_or("", |f| f.snap_name.as_str())
+            );
+        }
+        Ok(set)
     }
 
     /// Opens a snapshot for reading (still compressed as stored).

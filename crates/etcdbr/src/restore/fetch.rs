@@ -90,19 +90,29 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         })
     };
     let bad_json = bad.clone();
-    let (total, digest_ok) = stream(store, s, move |body| {
+    let (total, digest_ok, (first, last)) = stream(store, s, move |body| {
         let mut hashing = HashingReader {
             inner: body,
             check: TrailerCheck::default(),
         };
         let mut body = BufReader::with_capacity(BLOCK, &mut hashing);
-        delta_format::for_each_event(&mut body, |e| events.write(&e)).map_err(&bad_json)?;
+        let mut span: Option<(i64, i64)> = None;
+        delta_format::for_each_event(&mut body, |e| {
+            let r = e.mod_revision;
+            span = Some(span.map_or((r, r), |(first, _)| (first, r)));
+            events.write(&e)
+        })
+        .map_err(&bad_json)?;
         // The parser stops at the closing bracket; the trailer is still to be read (and hashed).
         io::copy(&mut body, &mut io::sink()).map_err(|e| bad_json(DeltaFormatError::Read(e)))?;
         events
             .finish()
             .map_err(|e| bad_json(DeltaFormatError::Io(e)))?;
-        Ok((hashing.check.total(), hashing.check.matches()))
+        Ok((
+            hashing.check.total(),
+            hashing.check.matches(),
+            span.unwrap_or_default(),
+        ))
     })
     .await?;
     if total < delta_format::HASH_LEN as u64 {
@@ -112,6 +122,18 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         return Err(bad(DeltaFormatError::HashMismatch(
             (total - delta_format::HASH_LEN as u64) as usize,
         )));
+    }
+    // As the original checks after applying each delta: its events must end where its name
+    // says (and, as every revision is a write, start there too).
+    if (first, last) != (s.start_revision.get(), s.last_revision.get()) {
+        return Err(RestoreFailure::DeltaRange {
+            name: s.snap_name.clone(),
+            first,
+            last,
+            start: s.start_revision.get(),
+            end: s.last_revision.get(),
+        }
+        .into());
     }
     tracing::debug!(
         "Fetched and decoded delta snapshot {} ({total} bytes) in {:.3}s",

@@ -6,19 +6,23 @@
 //! does), so disk holds one copy of the database. Meanwhile up to `max_fetchers` deltas are
 //! downloaded, decompressed, checked and decoded in parallel into event files (temp disk holds
 //! only the deltas not yet applied), and the applier adds their events in order as new
-//! revisions. Gaps between deltas are found from their names before any download.
+//! revisions. The deltas applied are planned from their names before any download
+//! ([`snapstore::BackupSet::chain`]): duplicates and deltas inside others are not fetched, an
+//! overlapping delta is applied from the first revision not yet restored, and a gap is an error.
+//! A delta whose events do not start and end at the revisions its name says is an error.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use etcd_datadir::cluster::Cluster;
 use etcd_datadir::layout;
 use etcd_datadir::restore::{
     DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
 };
 use futures::StreamExt;
-use snapstore::{SnapStore, Snapshot};
+use snapstore::{ChainStep, SnapStore, Snapshot};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::AbortOnDropHandle;
@@ -81,8 +85,10 @@ pub struct RestoreReport {
     pub full: Snapshot,
     /// Deltas applied.
     pub deltas: usize,
-    /// The compression suffix of the newest snapshot applied (the last delta, else the full).
-    pub newest_suffix: String,
+    /// The newest snapshot applied (the last delta, else the full snapshot).
+    pub newest: Snapshot,
+    /// When the store was listed (every snapshot of the set was created before).
+    pub listed_at: DateTime<Utc>,
     /// Counts from the builder.
     pub stats: RestoreStats,
     /// Wall time.
@@ -157,15 +163,23 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     if part.exists() {
         return Err(RestoreFailure::TargetExists(part).into());
     }
+    let listed_at = Utc::now();
     let set = store.latest_set().await?;
     let full = set.full.clone().ok_or(RestoreFailure::NoFullSnapshot)?;
-    check_chain(&set.deltas)?;
+    let chain = set.chain().map_err(RestoreFailure::from)?;
+    let newest = chain.last().map_or(&full, |s| &s.snapshot).clone();
     tracing::info!(
         "Restoring from base snapshot: {} and {} delta snapshots up to revision {}",
         full.key(),
-        set.deltas.len(),
-        set.last_revision().map_or(0, etcdbr_types::Revision::get)
+        chain.len(),
+        newest.last_revision
     );
+    if chain.len() < set.deltas.len() {
+        tracing::info!(
+            "{} delta snapshots are covered by others (duplicates or overlaps) and are not applied",
+            set.deltas.len() - chain.len()
+        );
+    }
 
     let created_temp_dir = !opts.temp_dir.exists();
     std::fs::create_dir_all(&opts.temp_dir).map_err(Error::io(format!(
@@ -183,7 +197,7 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
         store,
         opts,
         &full,
-        &set.deltas,
+        &chain,
         &cluster,
         member,
         scratch.path(),
@@ -196,14 +210,10 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     }
     match result {
         Ok(stats) => Ok(RestoreReport {
-            newest_suffix: set
-                .deltas
-                .last()
-                .unwrap_or(&full)
-                .compression_suffix
-                .clone(),
             full,
-            deltas: set.deltas.len(),
+            deltas: chain.len(),
+            newest,
+            listed_at,
             stats,
             seconds: started.elapsed().as_secs_f64(),
         }),
@@ -214,28 +224,12 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     }
 }
 
-/// Deltas must cover contiguous revisions; overlaps are fine (they are skipped when applied).
-fn check_chain(deltas: &[Snapshot]) -> Result<()> {
-    for w in deltas.windows(2) {
-        if w[1].start_revision.get() > w[0].last_revision.get() + 1 {
-            return Err(RestoreFailure::ChainGap {
-                previous: w[0].snap_name.clone(),
-                previous_last: w[0].last_revision.get(),
-                next: w[1].snap_name.clone(),
-                next_start: w[1].start_revision.get(),
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn build(
     store: &SnapStore,
     opts: &RestoreOptions,
     full: &Snapshot,
-    deltas: &[Snapshot],
+    chain: &[ChainStep],
     cluster: &Cluster,
     member: etcd_datadir::cluster::MemberId,
     scratch: &Path,
@@ -248,9 +242,9 @@ async fn build(
     let fetchers = opts.max_fetchers.max(1);
     let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
-    let (tx, mut rx) = mpsc::channel::<Result<(Snapshot, PathBuf)>>(1);
+    let (tx, mut rx) = mpsc::channel::<Result<(ChainStep, PathBuf)>>(1);
     let producer = {
-        let (store, deltas, scratch) = (store.clone(), deltas.to_vec(), scratch.to_path_buf());
+        let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
         let permits = Arc::clone(&permits);
         tokio::spawn(async move {
             // Each download is its own task, so downloads go on while this loop waits for the
@@ -261,7 +255,9 @@ async fn build(
                     let permits = Arc::clone(&permits);
                     AbortOnDropHandle::new(tokio::spawn(async move {
                         let _permit = permits.acquire_owned().await;
-                        fetch::delta(&store, &d, &path).await.map(|()| (d, path))
+                        fetch::delta(&store, &d.snapshot, &path)
+                            .await
+                            .map(|()| (d, path))
                     }))
                 })
                 .buffered(fetchers)
@@ -310,8 +306,8 @@ async fn build(
         let mut w =
             RestoreWriter::in_place(&part_path, build_opts).map_err(RestoreFailure::from)?;
         while let Some(item) = rx.blocking_recv() {
-            let (snap, file) = item?;
-            apply_delta(&mut w, &snap, &file)?;
+            let (step, file) = item?;
+            apply_delta(&mut w, &step, &file)?;
             let _ = std::fs::remove_file(&file);
         }
         Ok(w.finish().map_err(RestoreFailure::from)?)
@@ -328,10 +324,19 @@ async fn build(
     result?
 }
 
-fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()> {
+/// Applies one delta of the chain as its own segment: its events at or below the revision
+/// restored so far are overlaps (`step.from` is the next revision).
+fn apply_delta(w: &mut RestoreWriter, step: &ChainStep, file: &Path) -> Result<()> {
+    let snap = &step.snapshot;
+    debug_assert_eq!(
+        step.from.get(),
+        w.revision() + 1,
+        "the chain continues the restore"
+    );
     let mut events =
         EventReader::open(file).map_err(Error::io(format!("cannot read {}", file.display())))?;
     let before = w.revision();
+    w.begin_segment();
     while let Some(e) = events
         .next()
         .map_err(Error::io(format!("cannot read {}", file.display())))?
@@ -345,26 +350,4 @@ fn apply_delta(w: &mut RestoreWriter, snap: &Snapshot, file: &Path) -> Result<()
         w.revision()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_gaps_are_found_from_names() {
-        let p = |k: &str| Snapshot::parse(k).unwrap();
-        let ok = [
-            p("v2/Incr-00000011-00000020-1"),
-            p("v2/Incr-00000015-00000030-2"),
-            p("v2/Incr-00000031-00000040-3"),
-        ];
-        check_chain(&ok).unwrap();
-        let gap = [
-            p("v2/Incr-00000011-00000020-1"),
-            p("v2/Incr-00000025-00000030-2"),
-        ];
-        let e = check_chain(&gap).unwrap_err().to_string();
-        assert!(e.contains("revisions 21..=24 are missing"), "{e}");
-    }
 }
