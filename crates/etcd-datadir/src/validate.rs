@@ -174,8 +174,11 @@ fn validate_inner(input: &ValidationInput) -> Result<Validation, Validation> {
             v
         }
     })?;
-    if input.mode == ValidationMode::Full {
-        content_check(&input.data_dir)?;
+    let mut verdict = verdict;
+    if input.mode == ValidationMode::Full
+        && let Some(note) = content_check(&input.data_dir)?
+    {
+        verdict.reason = format!("{}; {note}", verdict.reason);
     }
     Ok(verdict)
 }
@@ -347,36 +350,15 @@ pub fn pending_writes(w: &wal::WalContents, applied: u64) -> u64 {
         .count() as u64
 }
 
-fn content_check(dir: &Path) -> Result<(), Validation> {
+/// Checks the content of the WAL, `.snap` files and db; returns a note for the verdict.
+fn content_check(dir: &Path) -> Result<Option<String>, Validation> {
     let corrupt = |what: String| Validation::new(DataDirStatus::Corrupt, what);
-    // .snap files: the newest one that matches a WAL snapshot record must read cleanly.
-    let snap_dir = layout::snap_dir(dir);
-    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snap_dir)
-        .map_err(|e| corrupt(format!("cannot list {}: {e}", snap_dir.display())))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-        .collect();
-    snaps.sort();
     let w =
         wal::read(&layout::wal_dir(dir)).map_err(|e| corrupt(format!("invalid wal files: {e}")))?;
     if w.metadata.is_none() {
         return Err(corrupt("invalid wal files: no metadata record".into()));
     }
-    let commit = w.state.map_or(0, |s| s.commit);
-    if let Some(newest) = snaps.last() {
-        let s = snap::read(newest).map_err(|e| corrupt(format!("invalid snapshot files: {e}")))?;
-        let matches = w
-            .snapshots
-            .iter()
-            .any(|ws| ws.index == s.index && ws.term == s.term);
-        if !matches && s.index <= commit {
-            return Err(corrupt(format!(
-                "invalid snapshot files: {} matches no WAL snapshot record",
-                newest.display()
-            )));
-        }
-    }
+    let note = usable_snap(dir, &w).map_err(corrupt)?;
     let db_path = layout::db_path(dir);
     let db = bbolt::Db::open(&db_path).map_err(|e| corrupt(format!("invalid db files: {e}")))?;
     let findings = bbolt::check(&db).map_err(|e| corrupt(format!("invalid db files: {e}")))?;
@@ -386,7 +368,66 @@ fn content_check(dir: &Path) -> Result<(), Validation> {
             findings.len()
         )));
     }
-    Ok(())
+    Ok(note)
+}
+
+/// Whether etcd can start from the `.snap` files and the WAL, judged as etcd 3.4 and 3.5 load
+/// them: newest first, a `.snap` that does not read cleanly is skipped (etcd renames it
+/// `.broken` and tries the next), and the first that reads and that a WAL snapshot record
+/// within the commit index names is used. With none usable etcd replays the WAL from its start,
+/// which needs the WAL's first snapshot record (index 0). Returns a note naming the broken files
+/// etcd will skip; the error says which files failed.
+fn usable_snap(dir: &Path, w: &wal::WalContents) -> Result<Option<String>, String> {
+    let snap_dir = layout::snap_dir(dir);
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snap_dir)
+        .map_err(|e| format!("cannot list {}: {e}", snap_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    snaps.sort();
+    let commit = w.state.map_or(0, |s| s.commit);
+    let in_wal = |index: u64, term: u64| {
+        w.snapshots
+            .iter()
+            .any(|ws| ws.index == index && ws.term == term && ws.index <= commit)
+    };
+    let mut broken = Vec::new();
+    for path in snaps.iter().rev() {
+        match snap::read(path) {
+            Ok(s) if in_wal(s.index, s.term) => {
+                return Ok((!broken.is_empty()).then(|| {
+                    format!(
+                        "etcd skips the broken snapshot files ({}; it renames them .broken) and starts from {}",
+                        broken.join("; "),
+                        path.display()
+                    )
+                }));
+            }
+            // Not named by the WAL within its commit index: etcd ignores it.
+            Ok(_) => {}
+            Err(e) => broken.push(e.to_string()),
+        }
+    }
+    if w.snapshots.iter().any(|ws| ws.index == 0) {
+        return Ok((!broken.is_empty()).then(|| {
+            format!(
+                "etcd skips the broken snapshot files ({}; it renames them .broken) and replays the WAL from its start",
+                broken.join("; ")
+            )
+        }));
+    }
+    Err(if broken.is_empty() {
+        format!(
+            "invalid snapshot files: no .snap file in {} matches a WAL snapshot record, and the WAL does not start at index 0",
+            snap_dir.display()
+        )
+    } else {
+        format!(
+            "invalid snapshot files: no usable .snap file ({}), and the WAL does not start at index 0",
+            broken.join("; ")
+        )
+    })
 }
 
 /// What `initialize` does with a status (single-member cluster, or a multi-member cluster being

@@ -256,6 +256,13 @@ pub fn read(dir: &Path) -> Result<WalContents, WalError> {
             } else {
                 0
             };
+            if len >= MAX_RECORD - pad {
+                return Err(WalError::Malformed {
+                    file,
+                    index,
+                    source: DecodeError("record length is over etcd's 10 MiB limit"),
+                });
+            }
             let start = pos + 8;
             let Some(end) = start.checked_add(len).filter(|&e| e + pad <= data.len()) else {
                 if last_file {
@@ -269,28 +276,34 @@ pub fn read(dir: &Path) -> Result<WalContents, WalError> {
                 });
             };
             let rec = &data[start..end];
-            // A zeroed sector inside a record means a torn write.
-            if last_file
-                && rec.len() >= 512
-                && rec
-                    .chunks(512)
-                    .any(|c| c.len() == 512 && c.iter().all(|&b| b == 0))
-            {
-                out.torn_tail = true;
-                break;
-            }
+            // As etcd's decoder: a record that does not decode or fails its CRC is a torn write
+            // (the tail etcd repairs at start) only in the last file and only when one of its
+            // sector-aligned pieces is all zeros; anything else is corruption etcd refuses.
+            let torn = || last_file && has_zero_sector(start, &data[start..end + pad]);
             let (mut kind, mut rcrc, mut rdata): (u64, u32, Option<&[u8]>) = (0, 0, None);
+            let mut undecodable = None;
             for f in Fields::new(rec) {
-                match f.map_err(|source| WalError::Malformed {
-                    file: file.clone(),
+                match f {
+                    Ok((1, Value::Varint(v))) => kind = v,
+                    Ok((2, Value::Varint(v))) => rcrc = v as u32,
+                    Ok((3, Value::Bytes(b))) => rdata = Some(b),
+                    Ok(_) => {}
+                    Err(e) => {
+                        undecodable = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(source) = undecodable {
+                if torn() {
+                    out.torn_tail = true;
+                    break;
+                }
+                return Err(WalError::Malformed {
+                    file,
                     index,
                     source,
-                })? {
-                    (1, Value::Varint(v)) => kind = v,
-                    (2, Value::Varint(v)) => rcrc = v as u32,
-                    (3, Value::Bytes(b)) => rdata = Some(b),
-                    _ => {}
-                }
+                });
             }
             let malformed = |source| WalError::Malformed {
                 file: file.clone(),
@@ -305,7 +318,7 @@ pub fn read(dir: &Path) -> Result<WalContents, WalError> {
             } else {
                 crc = crc32c::crc32c_append(crc, rdata.unwrap_or_default());
                 if rcrc != crc {
-                    if last_file {
+                    if torn() {
                         out.torn_tail = true;
                         break;
                     }
@@ -343,6 +356,26 @@ pub fn read(dir: &Path) -> Result<WalContents, WalError> {
     Ok(out)
 }
 
+/// etcd's `maxWALEntrySizeLimit`: a longer record is corruption, not a torn write.
+const MAX_RECORD: usize = 10 * 1024 * 1024;
+
+/// Sector size etcd's torn-write detection splits records by.
+const SECTOR: usize = 512;
+
+/// Whether a record (with its padding) at file offset `offset` has a sector-aligned piece that is
+/// all zeros: etcd's `isTornEntry`, the sign of a write the disk did not finish.
+fn has_zero_sector(offset: usize, record: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < record.len() {
+        let len = (SECTOR - (offset + pos) % SECTOR).min(record.len() - pos);
+        if record[pos..pos + len].iter().all(|&b| b == 0) {
+            return true;
+        }
+        pos += len;
+    }
+    false
+}
+
 /// Writes `bytes` as the first WAL file of `wal_dir` and fsyncs it.
 ///
 /// # Errors
@@ -357,4 +390,81 @@ pub fn write_first(wal_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL file as etcd leaves it: records, then the zeros of its preallocated space.
+    fn wal_file(records: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut e = WalEncoder::new(0);
+        let mut ends = Vec::new();
+        for i in 0..records {
+            e.record(99, Some(&vec![i as u8 + 1; 1500]));
+            ends.push(e.buf.len());
+        }
+        let mut bytes = e.into_bytes();
+        bytes.resize(bytes.len() + 64 * 1024, 0);
+        (bytes, ends)
+    }
+
+    fn read_files(files: &[Vec<u8>]) -> Result<WalContents, WalError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, f) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(file_name(i as u64, 0)), f).unwrap();
+        }
+        read(dir.path())
+    }
+
+    #[test]
+    fn a_flipped_byte_is_corruption_but_a_torn_tail_is_not() {
+        let (good, ends) = wal_file(6);
+        assert!(!read_files(std::slice::from_ref(&good)).unwrap().torn_tail);
+
+        // A flipped byte inside a record's data, in the last file: etcd says "crc mismatch".
+        let mut flipped = good.clone();
+        flipped[ends[2] + 700] ^= 1;
+        let e = read_files(&[flipped.clone()]).unwrap_err();
+        assert!(matches!(e, WalError::CrcMismatch { index: 4, .. }), "{e}");
+        // In an earlier file too.
+        assert!(read_files(&[flipped, good.clone()]).is_err());
+
+        // The last record's second sector never reached the disk: a torn write, repaired by
+        // etcd, so the records before it stand.
+        let mut torn = good.clone();
+        let last_start = ends[4] + 8;
+        let sector = last_start.next_multiple_of(SECTOR);
+        torn[sector..sector + SECTOR].fill(0);
+        let w = read_files(&[torn.clone()]).unwrap();
+        assert!(w.torn_tail);
+        // Not in an earlier file: etcd repairs only the last one.
+        assert!(read_files(&[torn, good.clone()]).is_err());
+
+        // The file ends inside the last record.
+        let cut = good[..ends[5] - 100].to_vec();
+        assert!(read_files(&[cut]).unwrap().torn_tail);
+
+        // A length over etcd's limit is corruption, whatever follows.
+        let mut long = good;
+        long[ends[3]..ends[3] + 8].copy_from_slice(&(11u64 << 20).to_le_bytes());
+        assert!(matches!(
+            read_files(&[long]).unwrap_err(),
+            WalError::Malformed { index: 5, .. }
+        ));
+    }
+
+    #[test]
+    fn zero_sectors_are_found_on_the_files_sector_boundaries() {
+        let mut rec = vec![1u8; 1200];
+        // At offset 100 the pieces are 412, 512 and 276 bytes long.
+        rec[412..924].fill(0);
+        assert!(has_zero_sector(100, &rec));
+        // The same zeros straddle two pieces at offset 0.
+        assert!(!has_zero_sector(0, &rec));
+        // A short trailing piece of zeros (padding past a boundary) counts, as in etcd.
+        let mut tail = vec![1u8; 515];
+        tail[512..].fill(0);
+        assert!(has_zero_sector(0, &tail));
+    }
 }

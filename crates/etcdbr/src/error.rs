@@ -82,6 +82,9 @@ pub enum Error {
     /// A restore failed.
     #[error(transparent)]
     Restore(#[from] RestoreFailure),
+    /// Initialization refuses to touch the data directory.
+    #[error(transparent)]
+    Refused(#[from] crate::initialize::InitializeRefused),
     /// The operation was stopped (signal or shutdown) before it finished.
     #[error("{0}")]
     Interrupted(&'static str),

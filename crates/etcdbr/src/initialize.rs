@@ -3,8 +3,10 @@
 //!
 //! A valid data dir is kept. A wrong volume, a db locked by another process, or an unknown
 //! status is an error. Anything else is restored: from the store's latest backup set into
-//! `<data-dir>.part`, then swapped in; with no store, or an empty one, the data dir is removed,
-//! since the store is the source of truth and etcd then starts empty.
+//! `<data-dir>.part`, then swapped in. With no store, or an empty one, there is nothing to
+//! restore from: a missing or empty data dir is left for etcd to bootstrap, but one holding
+//! data is kept and initialization fails saying why, so that the operator decides (the
+//! original removes it, and with it data that etcd may still be able to start from).
 //!
 //! In a multi-member cluster ([`InitializeOptions::member`]), a member the running cluster does
 //! not list is a scale-up: its data dir is wiped and it is added as a learner, without
@@ -64,12 +66,36 @@ impl InitializeOptions {
 pub struct InitializeReport {
     /// The validation verdict.
     pub validation: Validation,
-    /// The action taken.
+    /// The action the verdict called for.
     pub action: Action,
-    /// Whether the data dir was restored (or removed for an empty store).
-    pub restored: bool,
-    /// Whether the member was (re)added to its cluster as a learner, its data dir wiped.
-    pub learner: bool,
+    /// What was done.
+    pub outcome: Outcome,
+}
+
+/// What [`initialize`] did to the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kept as it was (valid).
+    Kept,
+    /// Restored from the store.
+    Restored,
+    /// Nothing to restore from and no data in it: left for etcd to bootstrap a new member.
+    Bootstrap,
+    /// Wiped, and the member (re)added to its cluster as a learner.
+    Learner,
+}
+
+impl Outcome {
+    /// For logs.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outcome::Kept => "data directory kept",
+            Outcome::Restored => "data directory restored",
+            Outcome::Bootstrap => "no backup and no data: etcd bootstraps a new member",
+            Outcome::Learner => "member (re)added to its cluster as a learner",
+        }
+    }
 }
 
 /// Why initialization refuses to go on.
@@ -85,7 +111,7 @@ pub struct InitializeRefused {
 /// Validates and, when needed, restores the data directory.
 ///
 /// # Errors
-/// A refusal ([`Error::Config`] carrying [`InitializeRefused`]'s message), or a failed restore.
+/// A refusal ([`Error::Refused`]), or a failed restore.
 pub async fn initialize(
     store: Option<&SnapStore>,
     opts: &InitializeOptions,
@@ -105,8 +131,7 @@ pub async fn initialize(
                         "scale-up: the data dir was wiped and the member added as a learner",
                     ),
                     action: Action::Restore,
-                    restored: false,
-                    learner: true,
+                    outcome: Outcome::Learner,
                 });
             }
             Err(e) => tracing::info!(
@@ -161,30 +186,32 @@ pub async fn initialize(
                 DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
             )
     });
-    let (restored, learner) = match (action, replace) {
-        (Action::Keep, _) => (false, false),
+    let outcome = match (action, replace) {
+        (Action::Keep, _) => Outcome::Kept,
         (Action::Fail, _) => {
-            return Err(Error::Config(
-                InitializeRefused {
-                    status: validation.status,
-                    reason: validation.reason.clone(),
-                }
-                .to_string(),
-            ));
+            return Err(InitializeRefused {
+                status: validation.status,
+                reason: validation.reason.clone(),
+            }
+            .into());
         }
         (Action::Restore, Some(m)) => {
             let started = std::time::Instant::now();
             let r = m.replace(&data_dir).await;
             crate::metrics::record_restoration(true, started.elapsed(), r.is_ok());
             r?;
-            (false, true)
+            Outcome::Learner
         }
-        (Action::Restore, None) => {
-            let started = std::time::Instant::now();
-            let r = restore_or_clear(store, opts, latest.is_some()).await;
-            crate::metrics::record_restoration(false, started.elapsed(), r.is_ok());
-            (r?, false)
-        }
+        (Action::Restore, None) => match (store, latest.is_some()) {
+            (Some(store), true) => {
+                let started = std::time::Instant::now();
+                let r = restore(store, opts).await;
+                crate::metrics::record_restoration(false, started.elapsed(), r.is_ok());
+                r?;
+                Outcome::Restored
+            }
+            _ => nothing_to_restore_from(&data_dir, &validation)?,
+        },
     };
     if let Some(tmp) = opts
         .snapstore_temp_dir
@@ -198,39 +225,39 @@ pub async fn initialize(
     Ok(InitializeReport {
         validation,
         action,
-        restored,
-        learner,
+        outcome,
     })
 }
 
-async fn restore_or_clear(
-    store: Option<&SnapStore>,
-    opts: &InitializeOptions,
-    has_backup: bool,
-) -> Result<bool> {
-    let data_dir = &opts.restore.data_dir;
-    let (Some(store), true) = (store, has_backup) else {
-        if !data_dir.exists() {
-            tracing::info!("No snapshot found and no data directory: etcd bootstraps a new one.");
-            return Ok(false);
-        }
-        tracing::info!(
-            "No snapshot found. Removing the data directory {} (the store is the source of truth).",
-            data_dir.display()
-        );
-        std::fs::remove_dir_all(data_dir)
-            .map_err(Error::io(format!("cannot remove {}", data_dir.display())))?;
-        return Ok(true);
+/// An invalid data dir and no backup: a missing or empty one is for etcd to bootstrap; one
+/// holding data is never deleted (etcd may start from it, or an operator may want it).
+fn nothing_to_restore_from(dir: &std::path::Path, validation: &Validation) -> Result<Outcome> {
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => false,
     };
-    let part = layout::part_dir(data_dir);
-    if part.exists() {
+    if empty {
         tracing::info!(
-            "Removing the leftover {} of an earlier restore",
-            part.display()
+            "No snapshot found and no data in the data directory: etcd bootstraps a new member."
         );
-        std::fs::remove_dir_all(&part)
-            .map_err(Error::io(format!("cannot remove {}", part.display())))?;
+        return Ok(Outcome::Bootstrap);
     }
+    Err(InitializeRefused {
+        status: validation.status,
+        reason: format!(
+            "{}; the store holds no backup to restore it from, so the data directory is kept as it is: start etcd on it if it can, or move it away to start a new empty member",
+            validation.reason
+        ),
+    }
+    .into())
+}
+
+/// Restores the latest backup set into `<data-dir>.part` and swaps it in.
+async fn restore(store: &SnapStore, opts: &InitializeOptions) -> Result<()> {
+    let data_dir = &opts.restore.data_dir;
+    let part = layout::part_dir(data_dir);
+    remove_leftover(&part)?;
     tracing::info!("Finding latest set of snapshot to recover from...");
     let report = build_part(store, &opts.restore).await?;
     swap_in(&part, data_dir)?;
@@ -242,5 +269,20 @@ async fn restore_or_clear(
         report.deltas,
         report.seconds
     );
-    Ok(true)
+    Ok(())
+}
+
+/// Removes what an interrupted restore left at `<data-dir>.part` (a directory or, put there by
+/// anything else, a file).
+fn remove_leftover(part: &std::path::Path) -> Result<()> {
+    let removed = match std::fs::symlink_metadata(part) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(part),
+        Ok(_) => std::fs::remove_file(part),
+        Err(_) => return Ok(()),
+    };
+    tracing::info!(
+        "Removing the leftover {} of an earlier restore",
+        part.display()
+    );
+    removed.map_err(Error::io(format!("cannot remove {}", part.display())))
 }

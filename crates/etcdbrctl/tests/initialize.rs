@@ -166,14 +166,30 @@ async fn damaged_data_dirs_are_restored_and_valid_ones_kept() {
     assert!(log(&o).contains("wrong volume is mounted"), "{}", log(&o));
     assert_eq!(revision(&good), latest, "untouched");
 
-    // An empty store: the data dir is removed (the store is the source of truth).
+    // An empty store: nothing to restore from, so an invalid data dir holding data is kept and
+    // initialization fails saying why (the original deletes it).
     let empty = tempfile::tempdir().unwrap();
     let d = work.path().join("orphan");
     copy_dir(&good, &d);
     std::fs::remove_dir_all(d.join("member/snap")).unwrap();
     let o = initialize(empty.path(), &d, &[], None);
+    assert!(!o.status.success(), "{}", log(&o));
+    assert!(
+        log(&o).contains("no backup to restore it from, so the data directory is kept"),
+        "{}",
+        log(&o)
+    );
+    assert!(d.join("member/wal").is_dir(), "kept");
+    // An empty data dir is left for etcd to bootstrap.
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::create_dir(&d).unwrap();
+    let o = initialize(empty.path(), &d, &[], None);
     assert!(o.status.success(), "{}", log(&o));
-    assert!(!d.exists());
+    assert!(
+        log(&o).contains("etcd bootstraps a new member"),
+        "{}",
+        log(&o)
+    );
 
     // Bad flags.
     let o = initialize(home.path(), &good, &["--validation-mode=quick"], None);

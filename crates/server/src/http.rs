@@ -79,7 +79,10 @@ async fn init_start(State(s): S, Query(q): Query<HashMap<String, String>>) -> St
             opts.mode = mode;
             let r = etcdbr::initialize::initialize(s.store.as_ref(), &opts).await;
             match &r {
-                Ok(_) => tracing::info!("Successfully initialized data directory for etcd."),
+                Ok(r) => tracing::info!(
+                    "Successfully initialized data directory for etcd: {}",
+                    r.outcome.describe()
+                ),
                 Err(e) => tracing::error!(
                     "Failed initialization: {}",
                     etcdbr::snapshotter::error_chain(e)

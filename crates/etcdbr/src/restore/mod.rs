@@ -113,15 +113,18 @@ pub async fn restore(store: &SnapStore, opts: &RestoreOptions) -> Result<Restore
     Ok(report)
 }
 
-/// Replaces `data_dir` (if any) with the finished `part` directory and fsyncs the parent.
+/// Replaces `data_dir` (if any, directory or file) with the finished `part` directory and fsyncs
+/// the parent.
 ///
 /// # Errors
 /// The old directory cannot be removed or the rename fails.
 pub fn swap_in(part: &Path, data_dir: &Path) -> Result<()> {
-    if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir)
-            .map_err(Error::io(format!("cannot remove {}", data_dir.display())))?;
-    }
+    let removed = match std::fs::symlink_metadata(data_dir) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(data_dir),
+        Ok(_) => std::fs::remove_file(data_dir),
+        Err(_) => Ok(()),
+    };
+    removed.map_err(Error::io(format!("cannot remove {}", data_dir.display())))?;
     std::fs::rename(part, data_dir).map_err(Error::io(format!(
         "cannot rename {} to {}",
         part.display(),

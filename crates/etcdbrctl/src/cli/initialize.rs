@@ -66,13 +66,7 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
     tracing::info!(
         "Initialization done: {:?}, {}",
         report.validation.status,
-        if report.learner {
-            "member (re)added to its cluster as a learner"
-        } else if report.restored {
-            "data directory restored"
-        } else {
-            "data directory kept"
-        }
+        report.outcome.describe()
     );
     Ok(())
 }

@@ -59,8 +59,9 @@ success; --data-dir must not exist. Exits non-zero when the store has no full sn
 (safe_guard, when POD_NAMESPACE is set), the directory structure, the db revision against the newest backup \
 (counting writes still pending in the WAL, which etcd replays at start), and in full mode every page of the db, \
 the WAL and the .snap files. A valid directory is kept; an invalid one is restored from the store into \
-<data-dir>.part and swapped in; with an empty store it is removed. A wrong volume or a db locked by a running \
-etcd is an error."
+<data-dir>.part and swapped in. With no store or an empty one there is nothing to restore from: a missing or \
+empty data dir is left for etcd to bootstrap, and one holding data is kept and initialization fails, saying why \
+(the original removes it). A wrong volume or a db locked by a running etcd is an error."
     )]
     Initialize(Box<initialize::InitializeArgs>),
     /// Run as a sidecar: HTTP API, initialization, leader election, snapshots, GC, defragmentation
