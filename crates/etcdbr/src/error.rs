@@ -99,6 +99,27 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// etcd's events at the last backed-up revision are not the stored ones: its history changed
+    /// (rolled back to an older data dir, or replaced) while its revision went on.
+    #[error(
+        "etcd's events at revision {revision} differ from the backed-up ones: etcd's history changed (rolled back to an older data dir, or replaced); a full snapshot starts a new chain"
+    )]
+    HistoryChanged {
+        /// The revision compared.
+        revision: i64,
+    },
+    /// The watch delivers nothing while etcd's revision moves on.
+    #[error(
+        "the etcd watch is stalled: it delivered nothing past revision {seen} for {period:?} while etcd is at revision {current}"
+    )]
+    WatchStalled {
+        /// The last revision received.
+        seen: i64,
+        /// etcd's revision.
+        current: i64,
+        /// How long without progress.
+        period: Duration,
+    },
     /// etcd's revision went below what is already backed up (etcd restored or replaced).
     #[error(
         "etcd's revision {current} is below the last backed-up revision {saved}; etcd was restored or replaced"
@@ -185,7 +206,10 @@ impl Error {
     pub fn needs_full_snapshot(&self) -> bool {
         matches!(
             self,
-            Error::Compacted { .. } | Error::RevisionGap { .. } | Error::RevisionWentBack { .. }
+            Error::Compacted { .. }
+                | Error::RevisionGap { .. }
+                | Error::RevisionWentBack { .. }
+                | Error::HistoryChanged { .. }
         )
     }
 

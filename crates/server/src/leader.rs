@@ -134,7 +134,13 @@ pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationTok
             }
         }
         if role == Role::Leader && duties.as_ref().is_some_and(|(_, t)| !t.is_finished()) {
-            shared.set_health(if shared.initializing() { 503 } else { 200 });
+            // Not healthy while backups are not being made (a failing snapshotter).
+            let failing = shared.snapshotter().is_some_and(|h| !h.is_healthy());
+            shared.set_health(if shared.initializing() || failing {
+                503
+            } else {
+                200
+            });
         }
         tokio::select! {
             () = tokio::time::sleep(opts.reelection_period) => {}

@@ -310,8 +310,11 @@ pub fn record_defragmentation(endpoint: &str, took: Duration, ok: bool) {
 #[must_use]
 pub fn error_kind(e: &Error) -> &'static str {
     match e {
-        Error::Etcd { .. } | Error::Timeout { .. } | Error::RevisionWentBack { .. } => "etcd",
-        Error::Watch(_) => "watch",
+        Error::Etcd { .. }
+        | Error::Timeout { .. }
+        | Error::RevisionWentBack { .. }
+        | Error::HistoryChanged { .. } => "etcd",
+        Error::Watch(_) | Error::WatchStalled { .. } => "watch",
         Error::RevisionGap { .. } => "revision_gap",
         Error::Compacted { .. } => "compacted",
         Error::MissingSnapshotHash { .. }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::event_file::EventWriter;
 use crate::compress::Compression;
-use crate::delta_format::{self, DeltaFormatError};
+use crate::delta_format::{self, DeltaFormatError, Event};
 use crate::error::{Error, RestoreFailure, Result};
 use crate::trailer::{TrailerCheck, write_checking_trailer};
 
@@ -80,8 +80,33 @@ pub(super) async fn full(
 /// the file is only used when this returns `Ok`.
 pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
     let started = Instant::now();
-    let mut events = EventWriter::create(path)
+    let events = EventWriter::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
+    let events = for_each_delta_event(store, s, events, |w, e| w.write(&e)).await?;
+    events.finish().map_err(|e| {
+        Error::from(RestoreFailure::Delta {
+            name: s.snap_name.clone(),
+            source: DeltaFormatError::Io(e),
+        })
+    })?;
+    tracing::debug!(
+        "Fetched and decoded delta snapshot {} in {:.3}s",
+        s.snap_name,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Streams the delta `s` from the store, decoding its events one at a time into `f` (with
+/// `state`, which is handed back), and checks what the original checks: the sha256 trailer, and
+/// that the events start and end at the revisions the name says. `state` is only meaningful
+/// when this returns `Ok`.
+pub(crate) async fn for_each_delta_event<T: Send + 'static>(
+    store: &SnapStore,
+    s: &Snapshot,
+    state: T,
+    mut f: impl FnMut(&mut T, Event) -> io::Result<()> + Send + 'static,
+) -> Result<T> {
     let name = s.snap_name.clone();
     let bad = move |source| {
         Error::from(RestoreFailure::Delta {
@@ -90,7 +115,8 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         })
     };
     let bad_json = bad.clone();
-    let (total, digest_ok, (first, last)) = stream(store, s, move |body| {
+    let (total, digest_ok, (first, last), state) = stream(store, s, move |body| {
+        let mut state = state;
         let mut hashing = HashingReader {
             inner: body,
             check: TrailerCheck::default(),
@@ -100,18 +126,16 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         delta_format::for_each_event(&mut body, |e| {
             let r = e.mod_revision;
             span = Some(span.map_or((r, r), |(first, _)| (first, r)));
-            events.write(&e)
+            f(&mut state, e)
         })
         .map_err(&bad_json)?;
         // The parser stops at the closing bracket; the trailer is still to be read (and hashed).
         io::copy(&mut body, &mut io::sink()).map_err(|e| bad_json(DeltaFormatError::Read(e)))?;
-        events
-            .finish()
-            .map_err(|e| bad_json(DeltaFormatError::Io(e)))?;
         Ok((
             hashing.check.total(),
             hashing.check.matches(),
             span.unwrap_or_default(),
+            state,
         ))
     })
     .await?;
@@ -135,12 +159,7 @@ pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Resul
         }
         .into());
     }
-    tracing::debug!(
-        "Fetched and decoded delta snapshot {} ({total} bytes) in {:.3}s",
-        s.snap_name,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(state)
 }
 
 /// Streams `s` from the store through its decompressor into `consume` (on a blocking thread),

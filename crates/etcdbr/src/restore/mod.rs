@@ -33,6 +33,8 @@ use event_file::EventReader;
 mod event_file;
 mod fetch;
 
+pub(crate) use fetch::for_each_delta_event;
+
 /// What to restore, and where (the original's restoration flags).
 #[derive(Debug, Clone)]
 #[non_exhaustive]

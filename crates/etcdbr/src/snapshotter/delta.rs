@@ -25,6 +25,11 @@ pub(crate) struct DeltaChain {
     encoder: DeltaEncoder,
     /// Events dropped because they were at or below `chain_rev`.
     pub overlaps: u64,
+    /// The stored events of revision `chain_rev` and how many of them the watch has matched
+    /// (when the watch starts at `chain_rev` to check that etcd still has that history).
+    expected: Option<(Vec<Event>, usize)>,
+    /// The events of revision `seen_rev` (the tail the next session checks against).
+    tail: Vec<Event>,
 }
 
 /// A delta ready to upload: revisions `start..=last` and the object bytes (JSON + sha256).
@@ -34,6 +39,8 @@ pub(crate) struct PendingDelta {
     pub last: i64,
     pub events: usize,
     pub object: Vec<u8>,
+    /// The events of revision `last`.
+    pub tail: Vec<Event>,
 }
 
 impl DeltaChain {
@@ -44,7 +51,15 @@ impl DeltaChain {
             seen_rev: from,
             encoder: DeltaEncoder::new(),
             overlaps: 0,
+            expected: None,
+            tail: Vec::new(),
         }
+    }
+
+    /// Checks the events the watch sends for the chain's own revision against `stored`, the
+    /// events the store has for it: the watch must then start at that revision.
+    pub fn expect(&mut self, stored: Vec<Event>) {
+        self.expected = Some((stored, 0));
     }
 
     /// Bytes of JSON buffered.
@@ -63,12 +78,28 @@ impl DeltaChain {
         self.seen_rev
     }
 
-    /// Adds one event, checking that revisions continue without a gap.
+    /// Adds one event, checking that revisions continue without a gap and, at the chain's own
+    /// revision, that etcd's history is the store's.
     pub fn push(&mut self, event: &Event) -> Result<()> {
         let r = event.mod_revision;
+        if r == self.chain_rev
+            && let Some((stored, matched)) = &mut self.expected
+        {
+            if stored.get(*matched) != Some(event) {
+                return Err(Error::HistoryChanged { revision: r });
+            }
+            *matched += 1;
+        }
         if r <= self.chain_rev {
             self.overlaps += 1;
             return Ok(());
+        }
+        if let Some((stored, matched)) = self.expected.take()
+            && matched != stored.len()
+        {
+            return Err(Error::HistoryChanged {
+                revision: self.chain_rev,
+            });
         }
         if r != self.seen_rev && r != self.seen_rev + 1 {
             return Err(Error::RevisionGap {
@@ -76,6 +107,10 @@ impl DeltaChain {
                 got: r,
             });
         }
+        if r != self.seen_rev {
+            self.tail.clear();
+        }
+        self.tail.push(event.clone());
         self.encoder.push(event, Utc::now());
         self.seen_rev = r;
         Ok(())
@@ -93,6 +128,7 @@ impl DeltaChain {
             last,
             events: enc.events(),
             object: enc.finish(),
+            tail: self.tail.clone(),
         };
         self.chain_rev = last;
         Some(pending)
@@ -115,20 +151,31 @@ pub(crate) fn from_watch(ev: &etcd_client::Event) -> Result<Event> {
     })
 }
 
+/// The last stored snapshot and the events of its last revision, when known (a delta's).
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub snapshot: Snapshot,
+    pub tail: Option<Vec<Event>>,
+}
+
 /// Compresses and uploads a delta.
 pub(crate) async fn upload(
     store: SnapStore,
-    delta: PendingDelta,
+    mut delta: PendingDelta,
     compression: Compression,
-) -> Result<Snapshot> {
+) -> Result<Stored> {
     let started = std::time::Instant::now();
+    let tail = std::mem::take(&mut delta.tail);
     let r = save(store, delta, compression).await;
     crate::metrics::record_snapshot(
         crate::metrics::KIND_INCR,
         started.elapsed(),
         r.as_ref().ok(),
     );
-    r
+    r.map(|snapshot| Stored {
+        snapshot,
+        tail: Some(tail),
+    })
 }
 
 async fn save(store: SnapStore, delta: PendingDelta, compression: Compression) -> Result<Snapshot> {
@@ -199,5 +246,39 @@ mod tests {
         assert!(e.needs_full_snapshot());
         c.push(&put(13)).unwrap();
         assert_eq!(c.take().unwrap().start, 13);
+    }
+
+    #[test]
+    fn a_resumed_watch_must_repeat_the_stored_revision() {
+        let mut same = DeltaChain::new(10);
+        same.expect(vec![put(10)]);
+        same.push(&put(10)).unwrap();
+        same.push(&put(11)).unwrap();
+        assert_eq!(same.take().unwrap().start, 11);
+
+        // etcd has other events at revision 10: its history is not the store's.
+        let mut other = put(10);
+        other.value = b"rolled back".to_vec();
+        let mut c = DeltaChain::new(10);
+        c.expect(vec![put(10)]);
+        let e = c.push(&other).unwrap_err();
+        assert!(matches!(e, Error::HistoryChanged { revision: 10 }), "{e}");
+        assert!(e.needs_full_snapshot());
+
+        // Fewer events at revision 10 than stored (or none): found at the next revision.
+        let mut c = DeltaChain::new(10);
+        c.expect(vec![put(10), put(10)]);
+        c.push(&put(10)).unwrap();
+        assert!(c.push(&put(11)).is_err());
+    }
+
+    #[test]
+    fn the_tail_is_the_last_revisions_events() {
+        let mut c = DeltaChain::new(0);
+        for r in [1, 2, 2, 3, 3, 3] {
+            c.push(&put(r)).unwrap();
+        }
+        let d = c.take().unwrap();
+        assert_eq!(d.tail, vec![put(3); 3]);
     }
 }

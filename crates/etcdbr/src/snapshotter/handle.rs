@@ -28,6 +28,7 @@ pub(super) enum Request {
 pub struct SnapshotterHandle {
     pub(super) tx: mpsc::Sender<Request>,
     pub(super) active: Arc<AtomicBool>,
+    pub(super) failing: Arc<AtomicBool>,
 }
 
 /// Why an out-of-schedule snapshot was not taken.
@@ -46,6 +47,14 @@ impl SnapshotterHandle {
     #[must_use]
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::SeqCst)
+    }
+
+    /// Whether backups are being made: false after a session failed (etcd unreachable, a
+    /// stalled or compacted watch, a store error) until a snapshot is stored again or the watch
+    /// is found current.
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        !self.failing.load(Ordering::SeqCst)
     }
 
     /// Takes a full snapshot now (final: named `.final`, as before hibernation); the regular

@@ -7,8 +7,13 @@
 //! the next one fills, so at most two buffers exist. Any error ends the session; [`Snapshotter::run`]
 //! starts a new one after a backoff, resuming the watch from the last stored revision, or with
 //! a full snapshot when the chain cannot continue (compacted revisions, a gap, etcd restored
-//! to an older revision). On stop, pending events are flushed before returning.
-
+//! to an older revision or to another history). On stop, pending events are flushed before
+//! returning.
+//!
+//! A watch that etcd cancels (compaction) or that delivers nothing for a whole delta period
+//! while etcd's revision moves on ends the session too: backups are never silently not made.
+//! While a session is failing, [`SnapshotterHandle::is_healthy`] says so (the server's
+//! `/healthz` answers 503) and `etcdbr_snapshot_required` is set.
 mod delta;
 mod full;
 mod handle;
@@ -32,10 +37,11 @@ pub use handle::{SnapshotterHandle, TriggerError};
 pub use startup::full_required;
 
 use crate::backoff::ExponentialBackoff;
+use crate::delta_format::Event;
 use crate::error::{Error, Result};
 use crate::etcd::{self, EtcdOptions};
 use crate::schedule::Schedule;
-use delta::{DeltaChain, PendingDelta};
+use delta::{DeltaChain, PendingDelta, Stored};
 
 /// The delta period below which delta snapshots are disabled (as in the original).
 pub const DELTA_PERIOD_THRESHOLD: Duration = Duration::from_secs(1);
@@ -88,8 +94,12 @@ pub struct Snapshotter {
     store: SnapStore,
     opts: SnapshotterOptions,
     saved: Arc<AtomicI64>,
+    /// The events of the last stored revision, when the last snapshot is a delta.
+    last_tail: std::sync::Mutex<Option<(i64, Vec<Event>)>>,
     last_full: std::sync::Mutex<Option<Snapshot>>,
     active: Arc<AtomicBool>,
+    /// Set when a session fails, cleared when a snapshot is stored or the watch is current.
+    failing: Arc<AtomicBool>,
     tx: mpsc::Sender<Request>,
     requests: tokio::sync::Mutex<mpsc::Receiver<Request>>,
 }
@@ -113,8 +123,10 @@ impl Snapshotter {
             store,
             opts,
             saved: Arc::new(AtomicI64::new(0)),
+            last_tail: std::sync::Mutex::new(None),
             last_full: std::sync::Mutex::new(None),
             active: Arc::new(AtomicBool::new(false)),
+            failing: Arc::new(AtomicBool::new(false)),
             tx,
             requests: tokio::sync::Mutex::new(rx),
         }
@@ -126,6 +138,7 @@ impl Snapshotter {
         SnapshotterHandle {
             tx: self.tx.clone(),
             active: Arc::clone(&self.active),
+            failing: Arc::clone(&self.failing),
         }
     }
 
@@ -153,9 +166,18 @@ impl Snapshotter {
                 Err(e @ Error::Config(_)) => return Err(e),
                 Err(e) => {
                     crate::metrics::record_failure(&e);
+                    self.failing.store(true, Ordering::SeqCst);
                     if e.needs_full_snapshot() {
                         need_full = true;
                     }
+                    crate::metrics::metrics().snapshot_required.set(
+                        &[if need_full {
+                            crate::metrics::KIND_FULL
+                        } else {
+                            crate::metrics::KIND_INCR
+                        }],
+                        1.0,
+                    );
                     if started.elapsed() > Duration::from_secs(300) {
                         backoff.reset();
                     }
@@ -202,6 +224,23 @@ impl Snapshotter {
                         .set(&[crate::metrics::KIND_FULL], 1.0);
                     return false;
                 }
+                if let Some(newest) = set.deltas.last() {
+                    match self.read_tail(newest).await {
+                        Ok(events) => {
+                            if let Ok(mut t) = self.last_tail.lock() {
+                                *t = Some((rev, events));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "Cannot read the newest delta {} to check etcd's history against it: {}; taking a full snapshot",
+                                newest.snap_name,
+                                error_chain(&e)
+                            );
+                            return false;
+                        }
+                    }
+                }
                 tracing::info!(
                     "Resuming the backup chain of the store at revision {rev} with an initial delta snapshot"
                 );
@@ -215,6 +254,26 @@ impl Snapshotter {
                 false
             }
         }
+    }
+
+    /// The events of the last revision of a stored delta.
+    async fn read_tail(&self, delta: &Snapshot) -> Result<Vec<Event>> {
+        crate::restore::for_each_delta_event(
+            &self.store,
+            delta,
+            Vec::new(),
+            |tail: &mut Vec<Event>, e| {
+                if tail
+                    .last()
+                    .is_some_and(|l| l.mod_revision != e.mod_revision)
+                {
+                    tail.clear();
+                }
+                tail.push(e);
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn session(
@@ -244,156 +303,189 @@ impl Snapshotter {
         }
         let mut next_full = self.next_full()?;
         self.active.store(true, Ordering::SeqCst);
-
         if !self.opts.deltas_enabled() {
-            tracing::info!("Delta snapshots are disabled (--delta-snapshot-period below 1s)");
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    () = tokio::time::sleep_until(next_full) => {
-                        self.full(&mut client, false).await?;
-                        next_full = self.next_full()?;
-                    }
-                    Some(r) = requests.recv() => match r {
-                        Request::Full { is_final, reply } => {
-                            answer(reply, self.full_on_demand(&mut client, is_final).await)?;
-                            next_full = self.next_full()?;
-                        }
-                        Request::Delta { reply } => {
-                            let _ = reply.send(Err("delta snapshots are disabled (--delta-snapshot-period below 1s)".into()));
-                        }
-                    },
-                }
-            }
+            return self
+                .fulls_only(&mut client, stop, requests, next_full)
+                .await;
         }
 
-        let mut chain = DeltaChain::new(self.saved.load(Ordering::SeqCst));
-        let mut watch = self.open_watch(&client, chain.seen_revision() + 1).await?;
-        let mut next_delta = Instant::now() + self.opts.delta_period;
-        let mut inflight: Option<JoinHandle<Result<Snapshot>>> = None;
+        let mut chain = self.start_chain(&client, resumed).await?;
         if resumed {
             // The initial delta: everything written since the store's last snapshot.
-            self.catch_up(&mut client, &mut watch, &mut chain).await;
-            self.flush(&mut chain, &mut inflight).await?;
-            if let Some(h) = inflight.take() {
-                self.finish_upload(h).await?;
-            }
+            self.save_pending(&mut client, &mut chain).await?;
         }
+        self.failing.store(false, Ordering::SeqCst);
         loop {
             tokio::select! {
                 () = stop.cancelled() => {
                     tracing::info!("Stop requested: saving the pending delta snapshot before exiting.");
-                    self.catch_up(&mut client, &mut watch, &mut chain).await;
-                    self.flush(&mut chain, &mut inflight).await?;
-                    if let Some(h) = inflight.take() {
-                        self.finish_upload(h).await?;
+                    if let Err(e) = self.save_pending(&mut client, &mut chain).await {
+                        tracing::error!("The last delta snapshot is incomplete: {}", error_chain(&e));
                     }
                     return Ok(());
                 }
                 () = tokio::time::sleep_until(next_full) => {
-                    if let Some(h) = inflight.take() {
-                        self.finish_upload(h).await?;
-                    }
-                    drop(watch);
+                    chain.finish_upload(self).await?;
+                    drop(chain);
                     self.full(&mut client, false).await?;
-                    chain = DeltaChain::new(self.saved.load(Ordering::SeqCst));
-                    watch = self.open_watch(&client, chain.seen_revision() + 1).await?;
+                    chain = self.start_chain(&client, false).await?;
                     next_full = self.next_full()?;
-                    next_delta = Instant::now() + self.opts.delta_period;
                 }
-                () = tokio::time::sleep_until(next_delta) => {
-                    self.flush(&mut chain, &mut inflight).await?;
-                    next_delta = Instant::now() + self.opts.delta_period;
+                () = tokio::time::sleep_until(chain.next_delta) => {
+                    self.check_progress(&mut client, &mut chain).await?;
+                    self.flush(&mut chain).await?;
                 }
-                done = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
-                    inflight = None;
+                done = async { chain.inflight.as_mut().expect("guarded").await }, if chain.inflight.is_some() => {
+                    chain.inflight = None;
                     self.record(done)?;
                 }
                 Some(r) = requests.recv() => match r {
                     Request::Full { is_final, reply } => {
-                        if let Some(h) = inflight.take() {
-                            self.finish_upload(h).await?;
-                        }
-                        drop(watch);
+                        chain.finish_upload(self).await?;
+                        drop(chain);
                         answer(reply, self.full_on_demand(&mut client, is_final).await)?;
-                        chain = DeltaChain::new(self.saved.load(Ordering::SeqCst));
-                        watch = self.open_watch(&client, chain.seen_revision() + 1).await?;
+                        chain = self.start_chain(&client, false).await?;
                         next_full = self.next_full()?;
-                        next_delta = Instant::now() + self.opts.delta_period;
                     }
                     Request::Delta { reply } => {
-                        if let Some(h) = inflight.take() {
-                            self.finish_upload(h).await?;
-                        }
-                        self.catch_up(&mut client, &mut watch, &mut chain).await;
-                        self.flush(&mut chain, &mut inflight).await?;
-                        let r = match inflight.take() {
-                            Some(h) => self.finish_upload(h).await.map(Some),
-                            None => Ok(None),
-                        };
+                        let r = self.save_pending(&mut client, &mut chain).await;
                         answer(reply, r)?;
-                        next_delta = Instant::now() + self.opts.delta_period;
                     }
                 },
-                msg = watch.message() => {
-                    let resp = msg.map_err(|e| Error::Etcd { op: "watch", source: e })?
-                        .ok_or_else(|| Error::Watch("stream ended".into()))?;
-                    if resp.canceled() {
-                        if resp.compact_revision() > 0 {
-                            return Err(Error::Compacted { wanted: chain.seen_revision() + 1, compact_revision: resp.compact_revision() });
-                        }
-                        return Err(Error::Watch(format!("was cancelled by etcd: {}", resp.cancel_reason())));
-                    }
+                msg = chain.watch.message() => {
+                    let resp = watch_response(msg, chain.deltas.seen_revision())?;
                     for ev in resp.events() {
-                        chain.push(&delta::from_watch(ev)?)?;
+                        chain.deltas.push(&delta::from_watch(ev)?)?;
                     }
-                    if chain.len() >= self.opts.delta_memory_limit {
-                        tracing::info!("Delta events memory crossed the memory limit: {} Bytes", chain.len());
-                        self.flush(&mut chain, &mut inflight).await?;
-                        next_delta = Instant::now() + self.opts.delta_period;
+                    if chain.deltas.len() >= self.opts.delta_memory_limit {
+                        tracing::info!("Delta events memory crossed the memory limit: {} Bytes", chain.deltas.len());
+                        self.flush(&mut chain).await?;
                     }
                 }
             }
         }
     }
 
-    /// Before a final flush, reads the watch until it reaches the revision etcd is at now, so
-    /// every write acknowledged before the stop is saved. Bounded by the connection timeout
-    /// (at most 10 s); on failure whatever was received is saved.
-    async fn catch_up(
+    /// A session without deltas (`--delta-snapshot-period` below one second): full snapshots on
+    /// schedule and on demand.
+    async fn fulls_only(
         &self,
         client: &mut Client,
-        watch: &mut etcd_client::WatchStream,
-        chain: &mut DeltaChain,
-    ) {
-        let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
-        let work = async {
-            let target = etcd::current_revision(client, limit).await?;
-            while chain.seen_revision() < target {
-                let resp = watch
-                    .message()
-                    .await
-                    .map_err(|e| Error::Etcd {
-                        op: "watch",
-                        source: e,
-                    })?
-                    .ok_or_else(|| Error::Watch("stream ended".into()))?;
-                for ev in resp.events() {
-                    chain.push(&delta::from_watch(ev)?)?;
+        stop: &CancellationToken,
+        requests: &mut mpsc::Receiver<Request>,
+        mut next_full: Instant,
+    ) -> Result<()> {
+        tracing::info!("Delta snapshots are disabled (--delta-snapshot-period below 1s)");
+        self.failing.store(false, Ordering::SeqCst);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(next_full) => {
+                    self.full(client, false).await?;
+                    next_full = self.next_full()?;
                 }
-            }
-            Ok::<(), Error>(())
-        };
-        match tokio::time::timeout(limit, work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(
-                "Could not read the last events before stopping: {}",
-                error_chain(&e)
-            ),
-            Err(_) => {
-                tracing::warn!("Could not read the last events before stopping within {limit:?}")
+                Some(r) = requests.recv() => match r {
+                    Request::Full { is_final, reply } => {
+                        answer(reply, self.full_on_demand(client, is_final).await)?;
+                        next_full = self.next_full()?;
+                    }
+                    Request::Delta { reply } => {
+                        let _ = reply.send(Err("delta snapshots are disabled (--delta-snapshot-period below 1s)".into()));
+                    }
+                },
             }
         }
+    }
+
+    /// Starts the delta chain after the last stored snapshot. A resumed chain whose last delta's
+    /// events are known watches from that delta's revision, to check that etcd still has the
+    /// history the store has.
+    async fn start_chain(&self, client: &Client, resumed: bool) -> Result<Chain> {
+        let saved = self.saved.load(Ordering::SeqCst);
+        let mut deltas = DeltaChain::new(saved);
+        let tail = self
+            .last_tail
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .filter(|(rev, _)| resumed && *rev == saved);
+        let from = match tail {
+            Some((_, events)) => {
+                deltas.expect(events);
+                saved
+            }
+            None => saved + 1,
+        };
+        let watch = self.open_watch(client, from).await?;
+        Ok(Chain {
+            watch,
+            deltas,
+            inflight: None,
+            next_delta: Instant::now() + self.opts.delta_period,
+            progress: WatchProgress::new(saved),
+        })
+    }
+
+    /// Saves everything etcd acknowledged so far: reads the watch up to etcd's current revision,
+    /// then uploads it as a delta and waits for the upload (the initial delta, `/snapshot/delta`,
+    /// and the last one before stopping). The events read are saved even when the watch fails
+    /// before reaching etcd's revision; the error is returned after.
+    async fn save_pending(
+        &self,
+        client: &mut Client,
+        chain: &mut Chain,
+    ) -> Result<Option<Snapshot>> {
+        let caught_up = self.catch_up(client, chain).await;
+        self.flush(chain).await?;
+        let saved = chain.finish_upload(self).await?;
+        caught_up.map(|()| saved)
+    }
+
+    /// Reads the watch until it reaches the revision etcd is at now, bounded by the connection
+    /// timeout (at most 10 s).
+    async fn catch_up(&self, client: &mut Client, chain: &mut Chain) -> Result<()> {
+        let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
+        let target = etcd::current_revision(client, limit).await?;
+        let read = async {
+            while chain.deltas.seen_revision() < target {
+                let resp =
+                    watch_response(chain.watch.message().await, chain.deltas.seen_revision())?;
+                for ev in resp.events() {
+                    chain.deltas.push(&delta::from_watch(ev)?)?;
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(limit, read).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::WatchStalled {
+                seen: chain.deltas.seen_revision(),
+                current: target,
+                period: limit,
+            }),
+        }
+    }
+
+    /// At each delta period: a watch that delivered nothing during a whole period while etcd's
+    /// revision was ahead of it is stalled, an error (the session restarts, with a full snapshot
+    /// when the revisions it needs are gone). etcd is only asked when the watch did not move.
+    async fn check_progress(&self, client: &mut Client, chain: &mut Chain) -> Result<()> {
+        let seen = chain.deltas.seen_revision();
+        if chain.progress.moved(seen) {
+            return Ok(());
+        }
+        let current = etcd::current_revision(client, self.etcd.connection_timeout).await?;
+        if chain.progress.stalled(seen, current) {
+            return Err(Error::WatchStalled {
+                seen,
+                current,
+                period: self.opts.delta_period,
+            });
+        }
+        if current <= seen {
+            self.failing.store(false, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn next_full(&self) -> Result<Instant> {
@@ -412,7 +504,10 @@ impl Snapshotter {
     async fn full(&self, client: &mut Client, is_final: bool) -> Result<Snapshot> {
         tracing::info!("Taking scheduled full snapshot for time: {}", Local::now());
         let s = take_full_snapshot(client, &self.store, &self.opts.full, is_final).await?;
-        self.saved.store(s.last_revision.get(), Ordering::SeqCst);
+        self.remember(&Stored {
+            snapshot: s.clone(),
+            tail: None,
+        });
         if let Ok(mut l) = self.last_full.lock() {
             *l = Some(s.clone());
         }
@@ -451,44 +546,130 @@ impl Snapshotter {
         Ok(w)
     }
 
-    /// Starts uploading the buffered events (after the previous upload finished).
-    async fn flush(
-        &self,
-        chain: &mut DeltaChain,
-        inflight: &mut Option<JoinHandle<Result<Snapshot>>>,
-    ) -> Result<()> {
+    /// Starts uploading the buffered events (after the previous upload finished); the next
+    /// period starts now.
+    async fn flush(&self, chain: &mut Chain) -> Result<()> {
+        chain.next_delta = Instant::now() + self.opts.delta_period;
         tracing::info!("Taking delta snapshot for time: {}", Local::now());
-        let Some(pending): Option<PendingDelta> = chain.take() else {
+        let Some(pending): Option<PendingDelta> = chain.deltas.take() else {
             tracing::info!("No events received to save snapshot. Skipping delta snapshot.");
             return Ok(());
         };
-        if let Some(h) = inflight.take() {
-            self.finish_upload(h).await?;
-        }
-        let store = self.store.clone();
-        *inflight = Some(tokio::spawn(delta::upload(
-            store,
+        chain.finish_upload(self).await?;
+        chain.inflight = Some(tokio::spawn(delta::upload(
+            self.store.clone(),
             pending,
             self.opts.full.compression,
         )));
         Ok(())
     }
 
-    async fn finish_upload(&self, h: JoinHandle<Result<Snapshot>>) -> Result<Snapshot> {
-        self.record(h.await)
-    }
-
+    /// Records a finished delta upload: the chain's revision and the events of its last
+    /// revision move on, and the snapshotter is healthy again.
     fn record(
         &self,
-        done: std::result::Result<Result<Snapshot>, tokio::task::JoinError>,
+        done: std::result::Result<Result<Stored>, tokio::task::JoinError>,
     ) -> Result<Snapshot> {
-        let s = done.map_err(|e| Error::Io {
+        let stored = done.map_err(|e| Error::Io {
             what: "delta upload task".into(),
             source: std::io::Error::other(e),
         })??;
-        self.saved.store(s.last_revision.get(), Ordering::SeqCst);
-        Ok(s)
+        self.remember(&stored);
+        Ok(stored.snapshot)
     }
+
+    /// The last stored snapshot (and its last revision's events, when known) is where the next
+    /// session resumes.
+    fn remember(&self, stored: &Stored) {
+        let rev = stored.snapshot.last_revision.get();
+        self.saved.store(rev, Ordering::SeqCst);
+        if let Ok(mut t) = self.last_tail.lock() {
+            *t = stored.tail.clone().map(|events| (rev, events));
+        }
+        self.failing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A session's delta chain: the watch, the buffered events, the upload in flight, the delta
+/// timer and the watch's progress.
+struct Chain {
+    watch: etcd_client::WatchStream,
+    deltas: DeltaChain,
+    inflight: Option<JoinHandle<Result<Stored>>>,
+    next_delta: Instant,
+    progress: WatchProgress,
+}
+
+impl Chain {
+    /// Waits for the delta upload in flight, if any.
+    async fn finish_upload(&mut self, s: &Snapshotter) -> Result<Option<Snapshot>> {
+        match self.inflight.take() {
+            Some(h) => s.record(h.await).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Whether a watch keeps up with etcd, judged once a delta period.
+#[derive(Debug)]
+struct WatchProgress {
+    /// The revision the watch had reached at the last check.
+    seen: i64,
+    /// Whether etcd was ahead of a watch that did not move at the last check.
+    behind: bool,
+}
+
+impl WatchProgress {
+    fn new(seen: i64) -> WatchProgress {
+        WatchProgress {
+            seen,
+            behind: false,
+        }
+    }
+
+    /// Whether the watch moved since the last check (then etcd need not be asked).
+    fn moved(&mut self, seen: i64) -> bool {
+        if seen > self.seen {
+            self.seen = seen;
+            self.behind = false;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a watch that did not move is stalled: etcd at `current` is ahead of it now and
+    /// was at the previous check too.
+    fn stalled(&mut self, seen: i64, current: i64) -> bool {
+        let was_behind = std::mem::replace(&mut self.behind, current > seen);
+        was_behind && self.behind
+    }
+}
+
+/// One message of the watch, or why the watch cannot go on: a failed or ended stream, or a
+/// watch etcd cancelled (compacted past `seen + 1`, or for another reason).
+fn watch_response(
+    msg: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+    seen: i64,
+) -> Result<etcd_client::WatchResponse> {
+    let resp = msg
+        .map_err(|e| Error::Etcd {
+            op: "watch",
+            source: e,
+        })?
+        .ok_or_else(|| Error::Watch("stream ended".into()))?;
+    if resp.canceled() {
+        if resp.compact_revision() > 0 {
+            return Err(Error::Compacted {
+                wanted: seen + 1,
+                compact_revision: resp.compact_revision(),
+            });
+        }
+        return Err(Error::Watch(format!(
+            "was cancelled by etcd: {}",
+            resp.cancel_reason()
+        )));
+    }
+    Ok(resp)
 }
 
 /// An error and its causes on one line, for logs.

@@ -24,8 +24,14 @@ pub fn full_required(
     if now.with_timezone(&Utc) - created > window {
         return Some("the latest full snapshot is older than the schedule's window");
     }
+    // Missed: the schedule fired after the full snapshot was taken and before now. (The
+    // original compares the next firing minus the window with the snapshot's time, which says
+    // "missed" for any schedule whose period is not the window: a yearly schedule took a full
+    // snapshot at every start.)
+    let missed = schedule
+        .next_after(created.with_timezone(&Local))
+        .is_some_and(|fire| fire <= now);
     let next = schedule.next_after(now)?.with_timezone(&Utc);
-    let missed = next - window != created;
     (missed && next - created > window)
         .then_some("a scheduled full snapshot was missed and the next one is beyond the window")
 }
@@ -73,6 +79,18 @@ mod tests {
         let daily = "0 0 * * *".parse::<Schedule>().unwrap();
         assert_eq!(
             full_required(Some(&full(utc(9, 0), false)), &daily, now),
+            None
+        );
+        // Yearly schedule, full taken seconds ago: nothing was missed.
+        let yearly = "0 0 1 1 *".parse::<Schedule>().unwrap();
+        assert_eq!(
+            full_required(Some(&full(utc(10, 19), false)), &yearly, now),
+            None
+        );
+        // Every 6 hours, taken at 06:00, now 10:20: the 12:00 one is not missed yet.
+        let six = "0 */6 * * *".parse::<Schedule>().unwrap();
+        assert_eq!(
+            full_required(Some(&full(utc(6, 0), false)), &six, now),
             None
         );
     }
