@@ -336,6 +336,23 @@ impl Etcd {
         }
     }
 
+    /// Stops etcd gracefully, copies its data directory to `to` (which must not exist), and
+    /// starts it again on the same ports.
+    pub async fn copy_data_dir(&mut self, to: &Path) {
+        self.stop();
+        copy_tree(&self.data_dir, to);
+        self.launch().await;
+    }
+
+    /// Rolls etcd back to an earlier copy of its data directory (from [`Etcd::copy_data_dir`]):
+    /// stops it, replaces the data directory with the copy, and starts it on the same ports.
+    pub async fn roll_back_to(&mut self, copy: &Path) {
+        self.stop();
+        std::fs::remove_dir_all(&self.data_dir).expect("remove the data dir");
+        copy_tree(copy, &self.data_dir);
+        self.launch().await;
+    }
+
     /// Starts etcd again on the same data directory and ports.
     pub async fn restart(&mut self) {
         self.kill();
@@ -401,4 +418,20 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `cp -a from to`.
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(
+        st.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
 }

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP/1.1 proxy in front of a real storage server: it forwards requests and
-//! answers chosen ones with `500` instead, so retry and abort paths run against real protocols.
-//! Every connection carries one request (`Connection: close` both ways).
+//! answers chosen ones with an error status, resets their connection, or stalls them, so retry
+//! and abort paths run against real protocols. Every connection carries one request
+//! (`Connection: close` both ways).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +32,18 @@ impl RequestHead {
 }
 
 /// Decides from a request whether to fail it.
-pub type FaultRule = dyn Fn(&RequestHead) -> bool + Send + Sync;
+pub type FaultRule = dyn Fn(&RequestHead) -> Option<Fault> + Send + Sync;
+
+/// What the proxy does to a request it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status (and an S3-style XML error body).
+    Status(u16),
+    /// Close the connection without answering (a reset).
+    Reset,
+    /// Wait this long, then forward the request (a server that stalls).
+    Stall(std::time::Duration),
+}
 
 /// A running proxy; stops when dropped.
 pub struct FaultProxy {
@@ -48,10 +60,18 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` (`host:port`) that fails the requests `rule` picks.
+    /// Starts a proxy to `upstream` (`host:port`) that answers the requests `rule` picks with 500.
     pub async fn start(
         upstream: &str,
         rule: impl Fn(&RequestHead) -> bool + Send + Sync + 'static,
+    ) -> FaultProxy {
+        FaultProxy::start_with(upstream, move |r| rule(r).then_some(Fault::Status(500))).await
+    }
+
+    /// Starts a proxy to `upstream` (`host:port`) that applies the fault `rule` returns.
+    pub async fn start_with(
+        upstream: &str,
+        rule: impl Fn(&RequestHead) -> Option<Fault> + Send + Sync + 'static,
     ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -144,16 +164,34 @@ async fn serve(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    if rule(&request) {
-        failed.fetch_add(1, Ordering::SeqCst);
-        let msg = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>";
-        let resp = format!(
-            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            msg.len()
-        );
-        client.write_all(resp.as_bytes()).await?;
-        client.write_all(msg).await?;
-        return client.shutdown().await;
+    match rule(&request) {
+        None => {}
+        Some(Fault::Stall(d)) => {
+            failed.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(d).await;
+        }
+        Some(Fault::Reset) => {
+            failed.fetch_add(1, Ordering::SeqCst);
+            drop(client);
+            return Ok(());
+        }
+        Some(Fault::Status(code)) => {
+            failed.fetch_add(1, Ordering::SeqCst);
+            let (name, reason) = match code {
+                403 => ("AccessDenied", "Forbidden"),
+                507 => ("InsufficientStorage", "Insufficient Storage"),
+                503 => ("SlowDown", "Service Unavailable"),
+                _ => ("InternalError", "Internal Server Error"),
+            };
+            let msg = format!("<Error><Code>{name}</Code><Message>injected</Message></Error>");
+            let resp = format!(
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                msg.len()
+            );
+            client.write_all(resp.as_bytes()).await?;
+            client.write_all(msg.as_bytes()).await?;
+            return client.shutdown().await;
+        }
     }
     let mut up = TcpStream::connect(upstream).await?;
     up.write_all(&close_headers(&head)).await?;
