@@ -21,6 +21,15 @@ pub enum Error {
         #[source]
         source: etcd_client::Error,
     },
+    /// The host of an etcd endpoint does not resolve.
+    #[error("cannot resolve the host of the etcd endpoint {endpoint}")]
+    Unresolvable {
+        /// The endpoint.
+        endpoint: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// An operation did not finish in time.
     #[error("timed out after {after:?} trying to {op}")]
     Timeout {
@@ -145,11 +154,26 @@ pub enum RestoreFailure {
     /// The cluster flags are inconsistent.
     #[error(transparent)]
     Cluster(#[from] etcd_datadir::cluster::ClusterError),
-    /// The full snapshot lacks its sha256 trailer.
+    /// The full snapshot is whole pages with no sha256 trailer.
     #[error(
-        "full snapshot {0} is missing its SHA256 hash; use --skip-hash-check only for snapshots copied from a data dir"
+        "full snapshot {0} has no SHA256 hash trailer (its content is whole database pages, as a db file copied from a data dir is); use --skip-hash-check only for such a copy"
     )]
     MissingHash(String),
+    /// The full snapshot's content is not an etcd database.
+    #[error(
+        "full snapshot {0} is not an etcd database: its content does not start with a bbolt meta page (a wrong compression suffix in its name, or not a snapshot at all)"
+    )]
+    NotADatabase(String),
+    /// The full snapshot's size is not whole pages plus the trailer.
+    #[error(
+        "full snapshot {name} is {size} bytes once decompressed, not whole database pages plus the 32-byte SHA256 hash: the object is truncated or has extra data appended"
+    )]
+    BadSize {
+        /// Object name.
+        name: String,
+        /// Decompressed bytes.
+        size: u64,
+    },
     /// The full snapshot's trailer does not match.
     #[error("full snapshot {0} is corrupt: its SHA256 hash does not match its content")]
     HashMismatch(String),

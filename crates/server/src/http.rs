@@ -12,7 +12,8 @@
 //! | `/config` | the etcd config for this member, YAML; 500 |
 //!
 //! On a follower, the `/snapshot/*` requests are forwarded to the leader's sidecar. Unknown
-//! paths are 404. Methods other than GET and POST (and HEAD on `/healthz`) are 405, where the
+//! paths are 404. Every error answer carries `{"error": "<what is wrong>"}` (the original sends an
+//! empty body). Methods other than GET and POST (and HEAD on `/healthz`) are 405, where the
 //! original accepts any verb. Request headers must arrive within 5 s.
 
 use std::collections::HashMap;
@@ -61,7 +62,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
-        .fallback(|| async { StatusCode::NOT_FOUND })
+        .fallback(|req: Request| async move {
+            error_response(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {}", req.uri().path()),
+            )
+        })
         .with_state(shared)
 }
 
@@ -108,8 +114,22 @@ fn json(v: &impl serde::Serialize) -> Response {
             b,
         )
             .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the answer: {e}"),
+        ),
     }
+}
+
+/// An error answer: the status and `{"error": "<what is wrong>"}`, so that a caller sees why
+/// (the original answers most errors with an empty body).
+fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message.into() }).to_string(),
+    )
+        .into_response()
 }
 
 /// The snapshotter, or the answer for a sidecar without one: forwarded to the leader when a
@@ -126,12 +146,18 @@ async fn leader_or_forward(
         return Err(delegate::forward(s, req).await);
     }
     tracing::warn!("Ignoring {}: the snapshotter is not configured", req.uri());
-    Err(StatusCode::METHOD_NOT_ALLOWED.into_response())
+    Err(error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "no store is configured, so this sidecar takes no snapshots (--storage-provider)",
+    ))
 }
 
 fn trigger_failed(what: &str, e: &TriggerError) -> Response {
     tracing::warn!("Skipped triggering out-of-schedule {what} snapshot: {e}");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the {what} snapshot was not taken: {e}"),
+    )
 }
 
 async fn snapshot_full(State(s): S, req: Request) -> Response {
@@ -145,7 +171,12 @@ async fn snapshot_full(State(s): S, req: Request) -> Response {
             Some(b) => b,
             None => {
                 tracing::warn!("Could not parse request parameter 'final' to bool: {v:?}");
-                return StatusCode::BAD_REQUEST.into_response();
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the parameter final={v:?} is not a boolean; use final=true or final=false"
+                    ),
+                );
             }
         },
     };
@@ -175,7 +206,7 @@ async fn snapshot_latest(State(s): S, req: Request) -> Response {
         return r;
     }
     let Some(store) = &s.store else {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "no store is configured");
     };
     match store.latest_set().await {
         Ok(set) => json(&LatestJson {
@@ -184,11 +215,12 @@ async fn snapshot_latest(State(s): S, req: Request) -> Response {
                 .then(|| set.deltas.iter().map(SnapshotJson::from).collect()),
         }),
         Err(e) => {
-            tracing::warn!(
-                "Unable to fetch latest snapshots from snapstore: {}",
-                etcdbr::snapshotter::error_chain(&e)
-            );
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            let why = etcdbr::snapshotter::error_chain(&e);
+            tracing::warn!("Unable to fetch latest snapshots from snapstore: {why}");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot list the store: {why}"),
+            )
         }
     }
 }
@@ -226,7 +258,10 @@ async fn config(State(s): S) -> Response {
             .into_response(),
         Err(e) => {
             tracing::warn!("Unable to serve the etcd config: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render the etcd config: {e}"),
+            )
         }
     }
 }

@@ -159,12 +159,26 @@ impl Credentials {
         };
         let mut fields = BTreeMap::new();
         for (k, v) in map {
+            // The original's structs hold strings and bools only; Go refuses a number for a
+            // string field, and so do we, for any field (naming it).
             let s = match v {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Bool(b) => b.to_string(),
-                serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Null => continue,
-                other => other.to_string(),
+                serde_json::Value::Number(_) => {
+                    return Err(cred_err(
+                        provider,
+                        &origin,
+                        format!("field {k:?} is a number; write it as a JSON string"),
+                    ));
+                }
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    return Err(cred_err(
+                        provider,
+                        &origin,
+                        format!("field {k:?} must be a string, not a JSON array or object"),
+                    ));
+                }
             };
             fields.insert(k, s);
         }
@@ -268,7 +282,7 @@ mod tests {
     fn json_file_then_json_in_dir_then_files_per_field() {
         let tmp = tempfile::tempdir().unwrap();
         let json = tmp.path().join("creds.json");
-        std::fs::write(&json, r#"{"accessKeyID":"AK","secretAccessKey":"SK","region":"eu-1","s3ForcePathStyle":true,"n":5,"x":null}"#).unwrap();
+        std::fs::write(&json, r#"{"accessKeyID":"AK","secretAccessKey":"SK","region":"eu-1","s3ForcePathStyle":true,"x":null}"#).unwrap();
         let c = Credentials::locate(
             "S3",
             "AWS_APPLICATION_CREDENTIALS",
@@ -279,7 +293,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.require("accessKeyID").unwrap(), "AK");
         assert_eq!(c.get_bool("s3ForcePathStyle").unwrap(), Some(true));
-        assert_eq!(c.get("n"), Some("5"));
         assert_eq!(c.get("x"), None);
 
         let dir = tmp.path().join("dir");
@@ -351,6 +364,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("JSON object"));
+        // A number where the original's structs have a string: refused, as Go refuses it.
+        let num = tmp.path().join("num.json");
+        std::fs::write(
+            &num,
+            r#"{"accessKeyID": 5, "secretAccessKey": "SUPERSECRET"}"#,
+        )
+        .unwrap();
+        let e = Credentials::locate(
+            "S3",
+            "AWS_APPLICATION_CREDENTIALS",
+            "",
+            &env(&[("AWS_APPLICATION_CREDENTIALS_JSON", &num)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"accessKeyID\" is a number"), "{e}");
+        assert!(!e.contains("SUPERSECRET"), "{e}");
         let missing = tmp.path().join("nope");
         let e = Credentials::locate(
             "Swift",

@@ -202,6 +202,7 @@ impl EtcdOptions {
         }
         let endpoints = self.endpoint_urls();
         let connect = async {
+            check_resolvable(&endpoints).await?;
             if self.uses_tls() && self.insecure_skip_verify {
                 tracing::warn!(
                     "--insecure-skip-tls-verify is set: etcd's server certificate is not verified"
@@ -234,6 +235,32 @@ impl EtcdOptions {
             }),
         }
     }
+}
+
+/// Resolves the endpoints' hosts, so that a name that does not resolve is reported with the
+/// name (etcd's client only says "dns error", at its first call); fine when any one resolves.
+async fn check_resolvable(endpoints: &[String]) -> Result<()> {
+    let mut failure = None;
+    for endpoint in endpoints {
+        let Ok(uri) = endpoint.parse::<tonic::codegen::http::Uri>() else {
+            return Ok(()); // not for us to judge: the client reports a malformed endpoint
+        };
+        let Some(host) = uri.host() else {
+            return Ok(());
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(2379);
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(_) => return Ok(()),
+            Err(source) => {
+                failure.get_or_insert(Error::Unresolvable {
+                    endpoint: endpoint.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// A watch client that accepts etcd's large watch responses.

@@ -311,6 +311,7 @@ pub fn record_defragmentation(endpoint: &str, took: Duration, ok: bool) {
 pub fn error_kind(e: &Error) -> &'static str {
     match e {
         Error::Etcd { .. }
+        | Error::Unresolvable { .. }
         | Error::Timeout { .. }
         | Error::RevisionWentBack { .. }
         | Error::HistoryChanged { .. } => "etcd",

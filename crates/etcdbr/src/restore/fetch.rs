@@ -59,10 +59,19 @@ pub(super) async fn full(
         )))
     })
     .await?;
-    let has_hash = total % 512 == 32;
+    if !starts_with_meta_page(path) {
+        return Err(RestoreFailure::NotADatabase(full.snap_name.clone()).into());
+    }
     if !skip_hash_check {
-        if !has_hash {
+        if total % 512 == 0 {
             return Err(RestoreFailure::MissingHash(full.snap_name.clone()).into());
+        }
+        if total % 512 != 32 {
+            return Err(RestoreFailure::BadSize {
+                name: full.snap_name.clone(),
+                size: total,
+            }
+            .into());
         }
         if !digest_ok {
             return Err(RestoreFailure::HashMismatch(full.snap_name.clone()).into());
@@ -74,6 +83,16 @@ pub(super) async fn full(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether the file at `path` starts with a bbolt meta page (its magic number at offset 16).
+fn starts_with_meta_page(path: &Path) -> bool {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| {
+            u32::from_le_bytes([head[16], head[17], head[18], head[19]]) == bbolt::MAGIC
+        })
 }
 
 /// Fetches a delta, decodes its events into an event file at `path`, and checks its trailer;

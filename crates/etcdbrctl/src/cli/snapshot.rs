@@ -88,10 +88,11 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Creates `--snapstore-temp-directory` when missing (mode 0700).
+/// Creates `--snapstore-temp-directory` when missing (mode 0700) and checks that a file can be
+/// written in it, so an unusable one is an error at start rather than a snapshot retried for ever.
 ///
 /// # Errors
-/// The directory cannot be created.
+/// The directory cannot be created or written.
 pub fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
@@ -110,5 +111,11 @@ pub fn create_temp_dir(dir: &std::path::Path) -> anyhow::Result<()> {
                 )
             })?;
     }
+    tempfile::tempfile_in(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--snapstore-temp-directory {} is not usable: cannot write a file in it: {e}",
+            dir.display()
+        )
+    })?;
     Ok(())
 }
