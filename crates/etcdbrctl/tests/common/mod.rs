@@ -92,6 +92,11 @@ pub async fn workload(c: &mut Client, round: u32, lease: i64) {
 /// Starts `etcdbrctl snapshot` into the Local container `backups` below `home`, with 1 s deltas,
 /// and waits until its full snapshot is stored.
 pub async fn start_snapshot(etcd: &Etcd, home: &Path) -> Child {
+    start_snapshot_with(etcd, home, &[]).await
+}
+
+/// [`start_snapshot`] with `extra` flags.
+pub async fn start_snapshot_with(etcd: &Etcd, home: &Path, extra: &[&str]) -> Child {
     let child = bin()
         .env("HOME", home)
         .args([
@@ -111,6 +116,7 @@ pub async fn start_snapshot(etcd: &Etcd, home: &Path) -> Child {
             "--snapstore-temp-directory",
             home.join("tmp").to_str().unwrap(),
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
