@@ -76,4 +76,29 @@ mod tests {
             ["Incr-00000001-00000005-1715734800.gz"]
         );
     }
+
+    #[test]
+    fn the_base_of_a_rolled_back_history_is_never_deleted() {
+        // An old history up to 31 (full at 31), then etcd rolled back to 11: new full at 11
+        // and a delta to 41. By revision the new base sorts into an "older" stream.
+        let list = vec![
+            full(11, at(3, 0)),
+            full(31, at(2, 0)),
+            incr(12, 41, at(4, 0)),
+        ];
+        let mut sorted = list.clone();
+        snapstore::list::sort(&mut sorted);
+        let mut o = GcOptions::new(GcPolicy::LimitBased);
+        o.max_backups = 1;
+        let p = plan(&sorted, at(12, 0), &o);
+        let deleted = names(p.deletions());
+        assert!(
+            !deleted.iter().any(|n| n.contains("00000011-")),
+            "{deleted:?}"
+        );
+        assert!(
+            !deleted.iter().any(|n| n.starts_with("Incr-")),
+            "{deleted:?}"
+        );
+    }
 }

@@ -8,7 +8,10 @@
 //! - a *stream* is one full snapshot plus the deltas before the next full snapshot; the newest
 //!   stream is never touched;
 //! - in older streams, deltas created before `now - delta_retention` are deleted;
-//! - objects under an immutability period are skipped.
+//! - objects under an immutability period are skipped;
+//! - the latest backup set (as a restore picks it, [`snapstore::list::latest_set`]) is never
+//!   deleted, whatever the policy says (a difference from the original, which after a rollback
+//!   of etcd could delete the base of the current history).
 
 mod exponential;
 mod limit_based;
@@ -149,13 +152,28 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
             }
         }
     }
+    // Whatever the policy says, the set a restore would use now is never deleted: after etcd
+    // was rolled back, the original's revision order can put the current base in an "older"
+    // stream.
+    let protected: std::collections::HashSet<String> = match snapstore::list::latest_set(&list) {
+        Ok(set) => set
+            .full
+            .iter()
+            .chain(&set.deltas)
+            .map(Snapshot::key)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("GC: deleting nothing this cycle: {e}");
+            return out;
+        }
+    };
     let full_index = full_snapshot_index_list(&list);
     let cutoff =
         now - chrono::Duration::from_std(opts.delta_retention).unwrap_or(chrono::Duration::MAX);
     let stream = |from: usize, to: usize, out: &mut GcPlan| -> Vec<Snapshot> {
         let mut deltas = Vec::new();
         for s in list[from..to].iter().rev() {
-            if s.kind == Kind::Incr && s.created_on < cutoff {
+            if s.kind == Kind::Incr && s.created_on < cutoff && !protected.contains(&s.key()) {
                 if s.is_deletable(now) {
                     deltas.push(s.clone());
                 } else {
@@ -176,6 +194,9 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
             // (and then deletes it twice); the delta rule above already covers it.
             full.delete = false;
             full.reason = "not a full snapshot; handled by the delta rule".into();
+        } else if full.delete && protected.contains(&full.snapshot.key()) {
+            full.delete = false;
+            full.reason = "part of the latest backup set".into();
         } else if full.delete && !full.snapshot.is_deletable(now) {
             full.delete = false;
             full.reason = "immutability period has not expired".into();
