@@ -262,3 +262,74 @@ async fn a_new_member_is_added_as_a_learner_on_scale_up() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The fault matrix's leader change during deltas (the original's #1043): leadership moves
+/// twice while writes flow, so two sidecars may both store deltas for a while (overlapping,
+/// same start revisions). The store must still restore to the cluster's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moving_during_deltas_still_restores_the_cluster() {
+    let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let home = tempfile::tempdir().unwrap();
+    let port = testkit::free_port();
+    let sidecars: Vec<Sidecar> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Sidecar::start(home.path(), &format!("m{i}"), m, port, &[]))
+        .collect();
+    let alive = [true; 3];
+    let mut leader = leader_index(&members, &alive).await;
+    sidecars[leader].wait_health(200).await;
+    wait_for_backup(home.path(), 1).await;
+    let writer = {
+        let c = members[leader].client().await.unwrap();
+        tokio::spawn(async move {
+            let mut c = c;
+            for i in 0..400 {
+                // Another member may be electing: retry a write that fails meanwhile.
+                while c.put(format!("/w/{i:03}"), "v", None).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let next = (leader + 1) % 3;
+        let id = {
+            let mut c = members[next].client().await.unwrap();
+            c.status().await.unwrap().header().unwrap().member_id()
+        };
+        members[leader].etcdctl_ok(&["move-leader", &format!("{id:x}")]);
+        leader = leader_index(&members, &alive).await;
+        assert_eq!(leader, next);
+        sidecars[leader].wait_health(200).await;
+    }
+    writer.await.unwrap();
+    let rev = members[leader].revision().await;
+    wait_for_backup(home.path(), rev).await;
+    let savers = sidecars
+        .iter()
+        .filter(|s| s.log().contains("Successfully saved delta snapshot"))
+        .count();
+    assert!(savers >= 2, "the deltas came from more than one sidecar");
+
+    let data = home.path().join("restored");
+    let peer = format!("http://127.0.0.1:{}", testkit::free_port());
+    let out = common::restore(home.path(), &data, &peer, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = Etcd::on_data_dir(EtcdVersion::V35, &data, &["--initial-cluster-token=tok"]);
+    r.set_member("r1", &peer);
+    r.restart().await;
+    assert_eq!(r.revision().await, rev);
+    let mut rc = r.client().await.unwrap();
+    let mut c = members[leader].client().await.unwrap();
+    assert_eq!(
+        rc.hash_kv(rev).await.unwrap().hash(),
+        c.hash_kv(rev).await.unwrap().hash()
+    );
+}
