@@ -282,3 +282,57 @@ async fn snapshot_backs_up_and_flushes_pending_events_on_sigterm() {
         "no temp files left"
     );
 }
+
+#[test]
+fn an_unusable_temp_directory_is_an_error_at_start() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = bin()
+        .env("HOME", home.path())
+        .args(["snapshot", "--endpoints", "http://127.0.0.1:1"])
+        .args(["--storage-provider=Local", "--store-container=b"])
+        .arg("--snapstore-temp-directory")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--snapstore-temp-directory") && err.contains("is not usable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_etcd_endpoint_that_does_not_resolve_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("log");
+    let mut child = bin()
+        .env("HOME", home.path())
+        .args([
+            "snapshot",
+            "--endpoints",
+            "http://no-such-host.invalid:2379",
+        ])
+        .args(["--storage-provider=Local", "--store-container=b"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = "cannot resolve the host of the etcd endpoint http://no-such-host.invalid:2379";
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

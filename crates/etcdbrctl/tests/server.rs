@@ -132,7 +132,15 @@ async fn single_member_http_api() {
         (200, "null".into()),
         "no new events"
     );
-    assert_eq!(sc.http("GET", "/snapshot/full?final=maybe").0, 400);
+    let (code, body) = sc.http("GET", "/snapshot/full?final=maybe");
+    assert_eq!(code, 400);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("final=\"maybe\" is not a boolean"),
+        "{body}"
+    );
     assert_eq!(sc.http("DELETE", "/snapshot/full").0, 405);
     assert_eq!(sc.http("PUT", "/initialization/start").0, 405);
     assert_eq!(sc.http("GET", "/nope").0, 404);
