@@ -234,6 +234,7 @@ impl Error {
                 | Error::RevisionGap { .. }
                 | Error::RevisionWentBack { .. }
                 | Error::HistoryChanged { .. }
+                | Error::WatchStalled { .. }
         )
     }
 

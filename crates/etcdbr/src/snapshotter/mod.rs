@@ -320,7 +320,10 @@ impl Snapshotter {
                 () = stop.cancelled() => {
                     tracing::info!("Stop requested: saving the pending delta snapshot before exiting.");
                     if let Err(e) = self.save_pending(&mut client, &mut chain).await {
-                        tracing::error!("The last delta snapshot is incomplete: {}", error_chain(&e));
+                        tracing::error!(
+                            "Not every event before the stop was saved: {}",
+                            error_chain(&e)
+                        );
                     }
                     return Ok(());
                 }
@@ -483,7 +486,11 @@ impl Snapshotter {
             });
         }
         if current <= seen {
+            // Nothing to save and the watch is current: backups are being made.
             self.failing.store(false, Ordering::SeqCst);
+            crate::metrics::metrics()
+                .snapshot_required
+                .set(&[crate::metrics::KIND_INCR], 0.0);
         }
         Ok(())
     }
@@ -683,4 +690,30 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WatchProgress;
+
+    #[test]
+    fn a_watch_is_stalled_after_a_whole_period_behind_without_moving() {
+        let mut p = WatchProgress::new(10);
+        // Idle: etcd is where the watch is.
+        assert!(!p.moved(10));
+        assert!(!p.stalled(10, 10));
+        // etcd moved on once: not yet (the events may be on their way).
+        assert!(!p.moved(10));
+        assert!(!p.stalled(10, 12));
+        // Still nothing a period later: stalled.
+        assert!(!p.moved(10));
+        assert!(p.stalled(10, 13));
+        // A watch that moves is never stalled, however far behind.
+        let mut p = WatchProgress::new(10);
+        assert!(!p.stalled(10, 500));
+        assert!(p.moved(11));
+        assert!(p.moved(12));
+        assert!(!p.moved(12));
+        assert!(!p.stalled(12, 500));
+    }
 }
