@@ -28,8 +28,10 @@ pub(crate) struct DeltaChain {
     /// The stored events of revision `chain_rev` and how many of them the watch has matched
     /// (when the watch starts at `chain_rev` to check that etcd still has that history).
     expected: Option<(Vec<Event>, usize)>,
-    /// The events of revision `seen_rev` (the tail the next session checks against).
+    /// The events of revision `seen_rev` (the tail the next session checks against): the
+    /// first `tail_len` of `tail`, whose buffers are reused from one revision to the next.
     tail: Vec<Event>,
+    tail_len: usize,
 }
 
 /// A delta ready to upload: revisions `start..=last` and the object bytes (JSON + sha256).
@@ -53,6 +55,7 @@ impl DeltaChain {
             overlaps: 0,
             expected: None,
             tail: Vec::new(),
+            tail_len: 0,
         }
     }
 
@@ -108,9 +111,30 @@ impl DeltaChain {
             });
         }
         if r != self.seen_rev {
-            self.tail.clear();
+            self.tail_len = 0;
         }
-        self.tail.push(event.clone());
+        match self.tail.get_mut(self.tail_len) {
+            Some(slot) => {
+                // Field by field into the old buffers (the derived `clone_from` allocates anew);
+                // the pattern names every field, so a new one cannot be forgotten.
+                let Event {
+                    delete,
+                    key,
+                    create_revision,
+                    mod_revision,
+                    version,
+                    value,
+                    lease,
+                } = event;
+                slot.key.clone_from(key);
+                slot.value.clone_from(value);
+                (slot.delete, slot.create_revision, slot.mod_revision) =
+                    (*delete, *create_revision, *mod_revision);
+                (slot.version, slot.lease) = (*version, *lease);
+            }
+            None => self.tail.push(event.clone()),
+        }
+        self.tail_len += 1;
         self.encoder.push(event, Utc::now());
         self.seen_rev = r;
         Ok(())
@@ -128,7 +152,7 @@ impl DeltaChain {
             last,
             events: enc.events(),
             object: enc.finish(),
-            tail: self.tail.clone(),
+            tail: self.tail[..self.tail_len].to_vec(),
         };
         self.chain_rev = last;
         Some(pending)
