@@ -14,6 +14,7 @@
 //! while etcd's revision moves on ends the session too: backups are never silently not made.
 //! While a session is failing, [`SnapshotterHandle::is_healthy`] says so (the server's
 //! `/healthz` answers 503) and `etcdbr_snapshot_required` is set.
+mod chain;
 mod delta;
 mod full;
 mod handle;
@@ -27,7 +28,6 @@ use chrono::Local;
 use etcd_client::{Client, WatchOptions};
 use snapstore::{SnapStore, Snapshot};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,7 @@ use crate::delta_format::Event;
 use crate::error::{Error, Result};
 use crate::etcd::{self, EtcdOptions};
 use crate::schedule::Schedule;
+use chain::{Chain, WatchProgress, watch_response};
 use delta::{DeltaChain, PendingDelta, Stored};
 
 /// The delta period below which delta snapshots are disabled (as in the original).
@@ -597,88 +598,6 @@ impl Snapshotter {
     }
 }
 
-/// A session's delta chain: the watch, the buffered events, the upload in flight, the delta
-/// timer and the watch's progress.
-struct Chain {
-    watch: etcd_client::WatchStream,
-    deltas: DeltaChain,
-    inflight: Option<JoinHandle<Result<Stored>>>,
-    next_delta: Instant,
-    progress: WatchProgress,
-}
-
-impl Chain {
-    /// Waits for the delta upload in flight, if any.
-    async fn finish_upload(&mut self, s: &Snapshotter) -> Result<Option<Snapshot>> {
-        match self.inflight.take() {
-            Some(h) => s.record(h.await).map(Some),
-            None => Ok(None),
-        }
-    }
-}
-
-/// Whether a watch keeps up with etcd, judged once a delta period.
-#[derive(Debug)]
-struct WatchProgress {
-    /// The revision the watch had reached at the last check.
-    seen: i64,
-    /// Whether etcd was ahead of a watch that did not move at the last check.
-    behind: bool,
-}
-
-impl WatchProgress {
-    fn new(seen: i64) -> WatchProgress {
-        WatchProgress {
-            seen,
-            behind: false,
-        }
-    }
-
-    /// Whether the watch moved since the last check (then etcd need not be asked).
-    fn moved(&mut self, seen: i64) -> bool {
-        if seen > self.seen {
-            self.seen = seen;
-            self.behind = false;
-            return true;
-        }
-        false
-    }
-
-    /// Whether a watch that did not move is stalled: etcd at `current` is ahead of it now and
-    /// was at the previous check too.
-    fn stalled(&mut self, seen: i64, current: i64) -> bool {
-        let was_behind = std::mem::replace(&mut self.behind, current > seen);
-        was_behind && self.behind
-    }
-}
-
-/// One message of the watch, or why the watch cannot go on: a failed or ended stream, or a
-/// watch etcd cancelled (compacted past `seen + 1`, or for another reason).
-fn watch_response(
-    msg: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
-    seen: i64,
-) -> Result<etcd_client::WatchResponse> {
-    let resp = msg
-        .map_err(|e| Error::Etcd {
-            op: "watch",
-            source: e,
-        })?
-        .ok_or_else(|| Error::Watch("stream ended".into()))?;
-    if resp.canceled() {
-        if resp.compact_revision() > 0 {
-            return Err(Error::Compacted {
-                wanted: seen + 1,
-                compact_revision: resp.compact_revision(),
-            });
-        }
-        return Err(Error::Watch(format!(
-            "was cancelled by etcd: {}",
-            resp.cancel_reason()
-        )));
-    }
-    Ok(resp)
-}
-
 /// An error and its causes on one line, for logs.
 #[must_use]
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -690,30 +609,4 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::WatchProgress;
-
-    #[test]
-    fn a_watch_is_stalled_after_a_whole_period_behind_without_moving() {
-        let mut p = WatchProgress::new(10);
-        // Idle: etcd is where the watch is.
-        assert!(!p.moved(10));
-        assert!(!p.stalled(10, 10));
-        // etcd moved on once: not yet (the events may be on their way).
-        assert!(!p.moved(10));
-        assert!(!p.stalled(10, 12));
-        // Still nothing a period later: stalled.
-        assert!(!p.moved(10));
-        assert!(p.stalled(10, 13));
-        // A watch that moves is never stalled, however far behind.
-        let mut p = WatchProgress::new(10);
-        assert!(!p.stalled(10, 500));
-        assert!(p.moved(11));
-        assert!(p.moved(12));
-        assert!(!p.moved(12));
-        assert!(!p.stalled(12, 500));
-    }
 }
