@@ -74,23 +74,7 @@ async fn three_members_one_backs_up_and_a_new_leader_takes_over() {
     );
 
     // The chain restores (a gap would fail it) to the cluster's state.
-    let data = home.path().join("restored");
-    let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = common::restore(home.path(), &data, &peer, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut r = Etcd::on_data_dir(EtcdVersion::V35, &data, &["--initial-cluster-token=tok"]);
-    r.set_member("r1", &peer);
-    r.restart().await;
-    assert_eq!(r.revision().await, rev);
-    let mut rc = r.client().await.unwrap();
-    assert_eq!(
-        rc.hash_kv(rev).await.unwrap().hash(),
-        c.hash_kv(rev).await.unwrap().hash()
-    );
+    common::assert_restores(home.path(), &mut c, rev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,22 +298,6 @@ async fn leadership_moving_during_deltas_still_restores_the_cluster() {
         .count();
     assert!(savers >= 2, "the deltas came from more than one sidecar");
 
-    let data = home.path().join("restored");
-    let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = common::restore(home.path(), &data, &peer, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut r = Etcd::on_data_dir(EtcdVersion::V35, &data, &["--initial-cluster-token=tok"]);
-    r.set_member("r1", &peer);
-    r.restart().await;
-    assert_eq!(r.revision().await, rev);
-    let mut rc = r.client().await.unwrap();
     let mut c = members[leader].client().await.unwrap();
-    assert_eq!(
-        rc.hash_kv(rev).await.unwrap().hash(),
-        c.hash_kv(rev).await.unwrap().hash()
-    );
+    common::assert_restores(home.path(), &mut c, rev).await;
 }

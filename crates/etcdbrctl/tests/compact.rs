@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{KvRow, bin, kv_rows, names, v2};
+use common::{KvRow, compact, kv_rows, names, v2};
 use testkit::etcd_client::{Client, DeleteOptions, GetOptions};
 use testkit::{Etcd, EtcdVersion};
 
@@ -35,28 +35,6 @@ async fn restore_and_read(
     etcd.restart().await;
     let mut c = etcd.client().await.unwrap();
     (etcd.revision().await, contents(&mut c).await)
-}
-
-fn compact(home: &Path) -> std::process::Output {
-    bin()
-        .env_clear()
-        .env("HOME", home)
-        .args([
-            "compact",
-            "--storage-provider=Local",
-            "--store-container=backups",
-        ])
-        .args(["--data-dir", home.join("scratch").to_str().unwrap()])
-        .args([
-            "--snapstore-temp-directory",
-            home.join("tmp").to_str().unwrap(),
-        ])
-        .args([
-            "--restoration-temp-snapshots-dir",
-            home.join("rtmp").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -320,4 +320,243 @@ async fn a_cluster_member_with_a_corrupt_db_is_replaced_by_a_learner_not_restore
         .unwrap_or_else(|| panic!("m2 not re-added: {:?}", list.members()));
     assert!(m2.is_learner(), "{m2:?}");
     assert_eq!(list.members().len(), 3);
+}
+
+/// Starts a stock etcd on `data_dir` as `member` (its name and peer URL) and reads its
+/// revision and key count, or returns its log when it exits instead.
+async fn boots(member: &Etcd, data_dir: &Path) -> Result<(i64, usize), String> {
+    let client = format!("http://127.0.0.1:{}", testkit::free_port());
+    let log_path = data_dir.with_extension("boot.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(member.version.binary("etcd"))
+        .args(["--name", &member.name])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args(["--listen-peer-urls", &member.peer_url])
+        .args(["--initial-advertise-peer-urls", &member.peer_url])
+        .args([
+            "--initial-cluster",
+            &format!("{}={}", member.name, member.peer_url),
+        ])
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let result = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
+        if let Ok(mut c) = testkit::etcd_client::Client::connect([client.as_str()], None).await
+            && let Ok(r) = c
+                .get(
+                    "",
+                    Some(
+                        testkit::etcd_client::GetOptions::new()
+                            .with_all_keys()
+                            .with_count_only(),
+                    ),
+                )
+                .await
+        {
+            break Ok((r.header().unwrap().revision(), r.count() as usize));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd neither served nor exited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The end of the records of a WAL file (the offset of the first zero length field).
+fn wal_records_end(wal: &[u8]) -> usize {
+    let mut pos = 0;
+    loop {
+        let len = u64::from_le_bytes(wal[pos..pos + 8].try_into().unwrap());
+        if len == 0 {
+            return pos;
+        }
+        let pad = if len >> 63 == 1 { (len >> 56) & 7 } else { 0 };
+        pos += 8 + (len & 0x00FF_FFFF_FFFF_FFFF) as usize + pad as usize;
+    }
+}
+
+/// A copy of `from` at `to` for etcd to start on (etcd repairs or renames what it starts on).
+fn probe_copy(to: &Path, from: &Path) -> PathBuf {
+    copy_dir(from, to);
+    to.to_path_buf()
+}
+
+fn first_wal(data_dir: &Path) -> PathBuf {
+    data_dir.join("member/wal/0000000000000000-0000000000000000.wal")
+}
+
+/// Defects 3 and 4 and the data-dir rows of the table: the validator judges a WAL and `.snap`
+/// files as etcd does (etcd itself is started on each damaged copy to show it), never deletes a
+/// data dir it has nothing to restore from, and replaces files squatting on the paths it uses.
+async fn data_dir_table(version: EtcdVersion) {
+    // A store with backups, and a member with three .snap files and a WAL past 20000 bytes.
+    let backed = Etcd::start(version).await;
+    let mut bc = backed.client().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let child = start_snapshot(&backed, home.path()).await;
+    for i in 0..10 {
+        bc.put(format!("/b/{i}"), "v", None).await.unwrap();
+    }
+    wait_for_backup(home.path(), backed.revision().await).await;
+    stop_snapshot(child);
+    let latest = latest_backup(home.path());
+    let empty = tempfile::tempdir().unwrap();
+
+    let mut member = Etcd::start_with(version, &["--snapshot-count=20"]).await;
+    let mut c = member.client().await.unwrap();
+    for i in 0..60 {
+        c.put(format!("/k/{i:02}"), vec![b'x'; 500], None)
+            .await
+            .unwrap();
+    }
+    let member_rev = member.revision().await;
+    member.stop();
+    let work = tempfile::tempdir().unwrap();
+    let pristine = work.path().join("pristine");
+    copy_dir(member.data_dir(), &pristine);
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(pristine.join("member/snap"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    snaps.sort();
+    assert!(snaps.len() >= 3, "{snaps:?}");
+    assert!(std::fs::metadata(first_wal(&pristine)).unwrap().len() > 20000);
+    assert!(wal_records_end(&std::fs::read(first_wal(&pristine)).unwrap()) > 20000);
+    let fresh = |name: &str| {
+        let d = work.path().join(name);
+        copy_dir(&pristine, &d);
+        d
+    };
+
+    // A flipped byte in the WAL's records: etcd refuses it; initialize restores it.
+    let d = fresh("wal-crc");
+    let mut wal = std::fs::read(first_wal(&d)).unwrap();
+    wal[20000] ^= 0xff;
+    std::fs::write(first_wal(&d), &wal).unwrap();
+    let refused = boots(&member, &probe_copy(&work.path().join("wal-crc-probe"), &d)).await;
+    assert!(
+        refused.as_ref().is_err_and(|l| l.contains("crc mismatch")),
+        "etcd starts on a WAL with a bad CRC: {:?}",
+        refused.map_err(|l| l.lines().rev().take(3).collect::<Vec<_>>().join("\n"))
+    );
+    let o = initialize(home.path(), &d, &[], None);
+    assert!(o.status.success(), "{}", log(&o));
+    assert!(
+        log(&o).contains("Corrupt") && log(&o).contains("fails its CRC check"),
+        "{}",
+        log(&o)
+    );
+    assert_eq!(revision(&d), latest, "restored from the store");
+
+    // A torn tail (a record whose end never reached the disk): etcd repairs it; kept.
+    let d = fresh("wal-torn");
+    let mut wal = std::fs::read(first_wal(&d)).unwrap();
+    let end = wal_records_end(&wal);
+    wal[end..end + 8].copy_from_slice(&2000u64.to_le_bytes());
+    wal[end + 8..end + 308].fill(0x42);
+    std::fs::write(first_wal(&d), &wal).unwrap();
+    let probe = probe_copy(&work.path().join("wal-torn-probe"), &d);
+    assert_eq!(
+        boots(&member, &probe).await,
+        Ok((member_rev, 60)),
+        "etcd repairs a torn tail"
+    );
+    let o = initialize(home.path(), &d, &[], None);
+    assert!(
+        o.status.success() && log(&o).contains("data directory kept"),
+        "{}",
+        log(&o)
+    );
+
+    // The newest .snap corrupt, with an empty store: etcd skips it and boots with every key;
+    // the data dir is kept (before the fix, the validator deleted it).
+    let d = fresh("snap-corrupt");
+    let newest = d
+        .join("member/snap")
+        .join(snaps.last().unwrap().file_name().unwrap());
+    let mut b = std::fs::read(&newest).unwrap();
+    b[3000] ^= 0xff;
+    std::fs::write(&newest, &b).unwrap();
+    let probe = probe_copy(&work.path().join("snap-probe"), &d);
+    assert_eq!(
+        boots(&member, &probe).await,
+        Ok((member_rev, 60)),
+        "etcd skips a broken .snap"
+    );
+    let o = initialize(empty.path(), &d, &[], None);
+    assert!(o.status.success(), "{}", log(&o));
+    assert!(
+        log(&o).contains("data directory kept")
+            && log(&o).contains("etcd skips the broken snapshot files"),
+        "{}",
+        log(&o)
+    );
+    assert!(d.join("member/wal").exists());
+
+    // A corrupt db with nothing to restore from: kept, and initialize fails saying why.
+    let d = fresh("corrupt-no-backup");
+    std::fs::write(d.join("member/snap/db"), b"not a db").unwrap();
+    let before = tree(&d);
+    let o = initialize(empty.path(), &d, &[], None);
+    assert!(!o.status.success(), "{}", log(&o));
+    assert!(
+        log(&o).contains("no backup to restore it from, so the data directory is kept"),
+        "{}",
+        log(&o)
+    );
+    assert!(tree(&d) == before, "kept as it was");
+
+    // Both bbolt metas broken: corrupt, restored.
+    let d = fresh("db-metas");
+    let db = d.join("member/snap/db");
+    let mut b = std::fs::read(&db).unwrap();
+    for page in [0usize, 1] {
+        b[page * 4096 + 40] ^= 0xff;
+    }
+    std::fs::write(&db, &b).unwrap();
+    let o = initialize(home.path(), &d, &[], None);
+    assert!(
+        o.status.success() && log(&o).contains("Corrupt"),
+        "{}",
+        log(&o)
+    );
+    assert_eq!(revision(&d), latest);
+
+    // A regular file at --data-dir, and one at <data-dir>.part: replaced by the restore, on
+    // the first run.
+    let d = work.path().join("file-at-data-dir");
+    std::fs::write(&d, b"x").unwrap();
+    std::fs::write(etcd_datadir_part(&d), b"y").unwrap();
+    let o = initialize(home.path(), &d, &[], None);
+    assert!(o.status.success(), "{}", log(&o));
+    assert_eq!(revision(&d), latest);
+    assert!(!etcd_datadir_part(&d).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_wal_and_snap_files_are_judged_as_etcd34_judges_them() {
+    data_dir_table(EtcdVersion::V34).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_wal_and_snap_files_are_judged_as_etcd35_judges_them() {
+    data_dir_table(EtcdVersion::V35).await;
 }
