@@ -107,10 +107,17 @@ async fn etcd_compacted_past_a_running_snapshotter_takes_a_full_snapshot() {
     let mut c = etcd.client().await.unwrap();
     puts(&mut c, "/lost-in-memory", 20).await;
     etcd.kill();
+    // etcd comes back, is written and compacted before the snapshotter can reach it again: on
+    // another client port first, then on its own.
+    let mut elsewhere = Etcd::on_data_dir(etcd.version, etcd.data_dir(), &[]);
+    elsewhere.set_member(&etcd.name, &etcd.peer_url);
+    elsewhere.restart().await;
+    let mut c = elsewhere.client().await.unwrap();
+    c.put("/one", "put", None).await.unwrap();
+    let compacted = compact_now(&elsewhere, &mut c).await;
+    elsewhere.stop();
     etcd.restart().await;
     let mut c = etcd.client().await.unwrap();
-    c.put("/one", "put", None).await.unwrap();
-    let compacted = compact_now(&etcd, &mut c).await;
     wait_for("a full snapshot at the compacted revision", async || {
         count(&f.store, Kind::Full).await == 2
     })
