@@ -433,7 +433,10 @@ impl Snapshotter {
     /// Saves everything etcd acknowledged so far: reads the watch up to etcd's current revision,
     /// then uploads it as a delta and waits for the upload (the initial delta, `/snapshot/delta`,
     /// and the last one before stopping). The events read are saved even when the watch fails
-    /// before reaching etcd's revision; the error is returned after.
+    /// before reaching etcd's revision; the error is returned after. A watch that is still
+    /// behind when the time is up but moved meanwhile is not an error: what it delivered is
+    /// saved and the rest follows (etcd delivers watch events slower than it takes writes on a
+    /// saturated machine); it is logged.
     async fn save_pending(
         &self,
         client: &mut Client,
@@ -442,14 +445,23 @@ impl Snapshotter {
         let caught_up = self.catch_up(client, chain).await;
         self.flush(chain).await?;
         let saved = chain.finish_upload(self).await?;
-        caught_up.map(|()| saved)
+        if let Ok(Some(target)) = caught_up {
+            tracing::warn!(
+                "The watch reached revision {} of etcd's {target} in the time allowed; the {} revisions after it are saved with the next delta",
+                chain.deltas.seen_revision(),
+                target - chain.deltas.seen_revision()
+            );
+        }
+        caught_up.map(|_| saved)
     }
 
     /// Reads the watch until it reaches the revision etcd is at now, bounded by the connection
-    /// timeout (at most 10 s).
-    async fn catch_up(&self, client: &mut Client, chain: &mut Chain) -> Result<()> {
+    /// timeout (at most 10 s). Returns etcd's revision when the watch moved but did not reach
+    /// it in time; a watch that did not move at all while behind is stalled, an error.
+    async fn catch_up(&self, client: &mut Client, chain: &mut Chain) -> Result<Option<i64>> {
         let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
         let target = etcd::current_revision(client, limit).await?;
+        let start = chain.deltas.seen_revision();
         let read = async {
             while chain.deltas.seen_revision() < target {
                 let resp =
@@ -458,10 +470,11 @@ impl Snapshotter {
                     chain.deltas.push(&delta::from_watch(ev)?)?;
                 }
             }
-            Ok(())
+            Ok(None)
         };
         match tokio::time::timeout(limit, read).await {
             Ok(r) => r,
+            Err(_) if chain.deltas.seen_revision() > start => Ok(Some(target)),
             Err(_) => Err(Error::WatchStalled {
                 seen: chain.deltas.seen_revision(),
                 current: target,
