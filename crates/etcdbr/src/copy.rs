@@ -95,6 +95,29 @@ pub fn select(
         .collect()
 }
 
+/// Copies new backups from `primary` to `secondary` at once and then every `period` until
+/// `stop` (the server's secondary-store sync); a failed round is logged and retried at the next.
+pub async fn sync_periodically(
+    primary: SnapStore,
+    secondary: SnapStore,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    tracing::info!("Starting backup sync to the secondary store every {period:?}");
+    loop {
+        if let Err(e) = copy_backups(&primary, &secondary, &CopyOptions::default(), &stop).await {
+            tracing::error!(
+                "Backup sync to the secondary store failed: {}",
+                crate::snapshotter::error_chain(&e)
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// The name a snapshot gets at the destination: `.final` stripped, under the destination's
 /// prefix, in the v1 layout when it came from one.
 #[must_use]

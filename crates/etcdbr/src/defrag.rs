@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::etcd::EtcdOptions;
+use crate::events::{Event, Events};
 use crate::schedule::Schedule;
 
 /// How long to wait before retrying when a member is unhealthy (as the original's ticker).
@@ -31,7 +32,7 @@ pub struct MemberDefrag {
 /// # Errors
 /// A member is unreachable or unhealthy (nothing is defragmented then), or a defragmentation
 /// fails or times out.
-pub async fn defragment_cluster(etcd: &EtcdOptions) -> Result<Vec<MemberDefrag>> {
+pub async fn defragment_cluster(etcd: &EtcdOptions, events: &Events) -> Result<Vec<MemberDefrag>> {
     let mut client = etcd.connect().await?;
     let members = tokio::time::timeout(etcd.connection_timeout, client.member_list())
         .await
@@ -82,7 +83,11 @@ pub async fn defragment_cluster(etcd: &EtcdOptions) -> Result<Vec<MemberDefrag>>
                     source: e,
                 })
             });
-        crate::metrics::record_defragmentation(&endpoint, started.elapsed(), done.is_ok());
+        events.emit(&Event::Defragmented {
+            endpoint: &endpoint,
+            took: started.elapsed(),
+            ok: done.is_ok(),
+        });
         done?;
         let size_after = c
             .status()
@@ -107,7 +112,12 @@ pub async fn defragment_cluster(etcd: &EtcdOptions) -> Result<Vec<MemberDefrag>>
 
 /// Defragments the cluster at each firing of `schedule` until `stop`; a failed attempt is
 /// retried every [`DEFRAG_RETRY_PERIOD`] until it succeeds or the next firing comes.
-pub async fn run_periodically(etcd: EtcdOptions, schedule: Schedule, stop: CancellationToken) {
+pub async fn run_periodically(
+    etcd: EtcdOptions,
+    schedule: Schedule,
+    events: Events,
+    stop: CancellationToken,
+) {
     loop {
         let now = Local::now();
         let Some(next) = schedule.next_after(now) else {
@@ -123,7 +133,7 @@ pub async fn run_periodically(etcd: EtcdOptions, schedule: Schedule, stop: Cance
             () = stop.cancelled() => return,
         }
         loop {
-            match defragment_cluster(&etcd).await {
+            match defragment_cluster(&etcd, &events).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(

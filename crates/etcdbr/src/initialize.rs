@@ -24,6 +24,7 @@ use etcd_datadir::validate::{
 use snapstore::SnapStore;
 
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::member::MemberControl;
 use crate::restore::{RestoreOptions, build_part, swap_in};
 
@@ -45,6 +46,8 @@ pub struct InitializeOptions {
     /// This member and its cluster when the etcd configuration names several members: the
     /// multi-member decisions apply.
     pub member: Option<MemberControl>,
+    /// Who hears about validation and restoration.
+    pub events: Events,
 }
 
 impl InitializeOptions {
@@ -57,6 +60,7 @@ impl InitializeOptions {
             namespace: None,
             snapstore_temp_dir: None,
             member: None,
+            events: Events::none(),
         }
     }
 }
@@ -168,10 +172,10 @@ pub async fn initialize(
             what: "validation".into(),
             source: std::io::Error::other(e),
         })?;
-    crate::metrics::record_validation(
-        validation_started.elapsed(),
-        decide(validation.status) != Action::Fail,
-    );
+    opts.events.emit(&Event::Validated {
+        took: validation_started.elapsed(),
+        ok: decide(validation.status) != Action::Fail,
+    });
     let action = decide(validation.status);
     tracing::info!(
         "Data directory status: {:?}: {}",
@@ -198,7 +202,11 @@ pub async fn initialize(
         (Action::Restore, Some(m)) => {
             let started = std::time::Instant::now();
             let r = m.replace(&data_dir).await;
-            crate::metrics::record_restoration(true, started.elapsed(), r.is_ok());
+            opts.events.emit(&Event::Restored {
+                member_replaced: true,
+                took: started.elapsed(),
+                ok: r.is_ok(),
+            });
             r?;
             Outcome::Learner
         }
@@ -206,7 +214,11 @@ pub async fn initialize(
             (Some(store), true) => {
                 let started = std::time::Instant::now();
                 let r = restore(store, opts).await;
-                crate::metrics::record_restoration(false, started.elapsed(), r.is_ok());
+                opts.events.emit(&Event::Restored {
+                    member_replaced: false,
+                    took: started.elapsed(),
+                    ok: r.is_ok(),
+                });
                 r?;
                 Outcome::Restored
             }

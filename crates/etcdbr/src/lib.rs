@@ -1,5 +1,6 @@
 //! The etcdbr engine: everything between etcd and the object store.
 //!
+//! - [`service`]: the snapshotter, GC, defragmentation and secondary sync, run together.
 //! - [`snapshotter`]: full snapshots on a cron schedule and delta snapshots in between.
 //! - [`initialize`]: validate a data directory and restore it when invalid.
 //! - [`restore`]: the latest backup set into a data directory, natively.
@@ -11,7 +12,7 @@
 //! - [`defrag`]: scheduled defragmentation of every member.
 //! - [`etcd`]: connecting to etcd with the original's flags.
 //! - [`schedule`]: cron schedules.
-//! - [`metrics`]: the original's `etcdbr_*` Prometheus metrics.
+//! - [`events`]: what the engine tells its observers (metrics, Leases, progress).
 
 pub mod backoff;
 pub mod compact;
@@ -21,13 +22,14 @@ pub mod defrag;
 pub mod delta_format;
 mod error;
 pub mod etcd;
+pub mod events;
 pub mod gc;
 pub mod initialize;
 pub mod member;
-pub mod metrics;
 mod pipe;
 pub mod restore;
 pub mod schedule;
+pub mod service;
 pub mod snapshotter;
 mod trailer;
 

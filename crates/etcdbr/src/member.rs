@@ -13,7 +13,7 @@ use etcd_client::{Client, MemberAddOptions};
 use crate::backoff::{ExponentialBackoff, retry};
 use crate::error::{Error, Result};
 use crate::etcd::EtcdOptions;
-use crate::metrics::bool_label;
+use crate::events::{Event, Events};
 
 /// Timeout of one membership call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +37,8 @@ pub struct MemberControl {
     pub name: String,
     /// This member's peer URLs.
     pub peer_urls: Vec<String>,
+    /// Who hears about membership changes.
+    pub events: Events,
 }
 
 /// This member as the cluster lists it.
@@ -156,14 +158,13 @@ impl MemberControl {
             ),
         )
         .await;
-        let m = crate::metrics::metrics();
         match r {
             Ok(resp) => {
                 let id = resp.member().map_or(0, etcd_client::Member::id);
-                m.is_learner_count_total.inc(&[bool_label(true)]);
-                m.is_learner.set(&[], 1.0);
-                m.add_learner_duration_seconds
-                    .observe(&[bool_label(true)], started.elapsed().as_secs_f64());
+                self.events.emit(&Event::LearnerAdded {
+                    took: started.elapsed(),
+                    ok: true,
+                });
                 tracing::info!(
                     "Added member {} ({id:x}) to the cluster as a learner",
                     self.name
@@ -180,9 +181,10 @@ impl MemberControl {
             }
             Err(e) => {
                 if !says(&e, "too many learner") {
-                    m.is_learner_count_total.inc(&[bool_label(false)]);
-                    m.add_learner_duration_seconds
-                        .observe(&[bool_label(false)], started.elapsed().as_secs_f64());
+                    self.events.emit(&Event::LearnerAdded {
+                        took: started.elapsed(),
+                        ok: false,
+                    });
                 }
                 Err(e)
             }
@@ -243,9 +245,10 @@ impl MemberControl {
         };
         let started = Instant::now();
         let r = within("remove the member", c.member_remove(id)).await;
-        crate::metrics::metrics()
-            .member_remove_duration_seconds
-            .observe(&[bool_label(r.is_ok())], started.elapsed().as_secs_f64());
+        self.events.emit(&Event::MemberRemoved {
+            took: started.elapsed(),
+            ok: r.is_ok(),
+        });
         r?;
         tracing::info!("Removed member {} ({id:x}) from the cluster", self.name);
         Ok(())
@@ -312,12 +315,12 @@ impl MemberControl {
         }
         let started = Instant::now();
         let r = within("promote the learner", c.member_promote(id)).await;
-        let m = crate::metrics::metrics();
-        m.member_promote_duration_seconds
-            .observe(&[bool_label(r.is_ok())], started.elapsed().as_secs_f64());
+        self.events.emit(&Event::LearnerPromoted {
+            took: started.elapsed(),
+            ok: r.is_ok(),
+        });
         match r {
             Ok(_) => {
-                m.is_learner.set(&[], 0.0);
                 tracing::info!(
                     "Member {} ({id:x}) has been promoted to a voting member",
                     self.name

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use etcdbr::compress::Compression;
+use etcdbr::events::Events;
 use etcdbr::snapshotter::{FullSnapshotOptions, take_full_snapshot};
 use snapstore::Kind;
 use testkit::{Etcd, EtcdVersion, TestCerts};
@@ -52,7 +53,7 @@ async fn an_untrusted_server_certificate_is_refused_unless_verification_is_skipp
     };
     let result = async {
         let mut client = opts.connect().await?;
-        take_full_snapshot(&mut client, &f.store, &full, false).await
+        take_full_snapshot(&mut client, &f.store, &full, false, &Events::none()).await
     }
     .await;
     let e = etcdbr::snapshotter::error_chain(&result.unwrap_err());
@@ -64,7 +65,7 @@ async fn an_untrusted_server_certificate_is_refused_unless_verification_is_skipp
 
     opts.insecure_skip_verify = true;
     let mut client = opts.connect().await.unwrap();
-    let s = take_full_snapshot(&mut client, &f.store, &full, false)
+    let s = take_full_snapshot(&mut client, &f.store, &full, false, &Events::none())
         .await
         .unwrap();
     assert_eq!(s.last_revision.get(), etcd.revision().await);
@@ -86,7 +87,7 @@ async fn snapshots_with_username_and_password() {
     let anonymous = etcd_options(&etcd);
     let result = async {
         let mut client = anonymous.connect().await?;
-        take_full_snapshot(&mut client, &f.store, &full, false).await
+        take_full_snapshot(&mut client, &f.store, &full, false, &Events::none()).await
     }
     .await;
     assert!(result.is_err(), "auth is enforced");

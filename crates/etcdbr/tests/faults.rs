@@ -99,6 +99,8 @@ async fn etcd_compacted_past_a_running_snapshotter_takes_a_full_snapshot() {
     let mut opts = one_second_deltas(&f);
     opts.delta_period = Duration::from_secs(3);
     opts.backoff = etcdbr::backoff::ExponentialBackoff::new(3, 3, Duration::from_secs(3));
+    let heard = Arc::new(Recorder::default());
+    opts.events = etcdbr::events::Events::none().with(heard.clone());
     let run = start(&etcd, &f, opts);
     wait_for("the full snapshot", async || {
         count(&f.store, Kind::Full).await == 1
@@ -127,13 +129,18 @@ async fn etcd_compacted_past_a_running_snapshotter_takes_a_full_snapshot() {
     run.stop().await;
     let set = f.store.latest_set().await.unwrap();
     assert!(set.full.unwrap().last_revision.get() >= compacted);
-    let metrics = etcdbr::metrics::encode();
+    let heard = heard.heard();
     assert!(
-        metrics.lines().any(
-            |l| l.starts_with("etcdbr_snapshotter_failure{error=\"compacted\"}")
-                && !l.ends_with(" 0")
-        ),
-        "the cancelled watch counts as a failure: {metrics}"
+        heard
+            .iter()
+            .any(|l| l.starts_with("failed: ") && l.contains("has been compacted")),
+        "the cancelled watch is reported as a failure: {heard:?}"
+    );
+    assert!(
+        heard
+            .iter()
+            .any(|l| l.contains("SnapshotRequired { kind: Full }")),
+        "{heard:?}"
     );
     assert_restores_source(&f.store, &etcd).await;
 }

@@ -110,6 +110,7 @@ pub fn member_control(path: &Path, etcd: &EtcdOptions) -> Result<Option<MemberCo
         cluster,
         name,
         peer_urls,
+        events: crate::metrics::events(),
     }))
 }
 
@@ -128,6 +129,7 @@ pub fn this_member(path: &Path, etcd: &EtcdOptions) -> Result<MemberControl, Str
         cluster,
         name,
         peer_urls,
+        events: crate::metrics::events(),
     })
 }
 

@@ -243,7 +243,7 @@ async fn metrics() -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        etcdbr::metrics::encode(),
+        crate::metrics::encode(),
     )
         .into_response()
 }

@@ -7,12 +7,12 @@
 //! has no gap across the hand-over (at most an overlap, which restore skips).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use etcd_client::Client;
 use etcdbr::etcd::EtcdOptions;
-use etcdbr::snapshotter::{Snapshotter, error_chain};
+use etcdbr::service::{BackupOptions, BackupService, Secondary};
+use etcdbr::snapshotter::error_chain;
 use snapstore::SnapStore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -155,7 +155,7 @@ pub async fn run(shared: Arc<Shared>, opts: ServerOptions, stop: CancellationTok
     tracing::info!("Shutting down...");
 }
 
-/// The leader's duties until `token` fires.
+/// The leader's duties until `token` fires: the backup service of the configured store.
 async fn lead(shared: Arc<Shared>, opts: ServerOptions, token: CancellationToken) {
     let Some(store) = shared.store.clone() else {
         tracing::info!("No store configured: serving without a snapshotter");
@@ -163,87 +163,38 @@ async fn lead(shared: Arc<Shared>, opts: ServerOptions, token: CancellationToken
         token.cancelled().await;
         return;
     };
-    let mut sopts = opts.snapshotter.clone();
-    sopts.start_with_full_snapshot = false;
-    let snapshotter = Snapshotter::new(opts.etcd.clone(), store.clone(), sopts);
-    shared.set_snapshotter(Some(snapshotter.handle()));
+    let mut snapshotter = opts.snapshotter.clone();
+    snapshotter.start_with_full_snapshot = false;
+    let mut backup = BackupOptions::new(
+        snapshotter,
+        opts.gc.clone(),
+        opts.gc_period,
+        opts.defrag_schedule.clone(),
+    );
+    backup.events = crate::metrics::events();
+    backup.secondary =
+        opts.secondary
+            .as_ref()
+            .and_then(|secondary| match SnapStore::open(&secondary.store) {
+                Ok(store) => Some(Secondary {
+                    store,
+                    sync_period: secondary.sync_period,
+                }),
+                Err(e) => {
+                    tracing::error!(
+                        "Cannot open the secondary store; backups are not synced there: {}",
+                        error_chain(&e)
+                    );
+                    None
+                }
+            });
+    let service = BackupService::new(opts.etcd.clone(), store, backup);
+    shared.set_snapshotter(Some(service.handle()));
     shared.set_health(200);
-    let saved = snapshotter.saved_revision();
-    let mut tasks = vec![
-        tokio::spawn(etcdbr::gc::run_periodically(
-            store.clone(),
-            opts.gc.clone(),
-            opts.gc_period,
-            Arc::clone(&saved),
-            token.clone(),
-        )),
-        tokio::spawn(etcdbr::defrag::run_periodically(
-            opts.etcd.clone(),
-            opts.defrag_schedule.clone(),
-            token.clone(),
-        )),
-    ];
-    if let Some(secondary) = &opts.secondary {
-        match SnapStore::open(&secondary.store) {
-            Ok(dest) => {
-                tasks.push(tokio::spawn(sync_secondary(
-                    store.clone(),
-                    dest.clone(),
-                    secondary.sync_period,
-                    token.clone(),
-                )));
-                let mut gc = opts.gc.clone();
-                gc.is_swift = secondary.store.provider == Some(snapstore::Provider::Swift);
-                tasks.push(tokio::spawn(etcdbr::gc::run_periodically(
-                    dest,
-                    gc,
-                    opts.gc_period,
-                    Arc::new(AtomicI64::new(0)),
-                    token.clone(),
-                )));
-            }
-            Err(e) => tracing::error!(
-                "Cannot open the secondary store; backups are not synced there: {}",
-                error_chain(&e)
-            ),
-        }
-    }
-    if let Err(e) = snapshotter.run(token.clone()).await {
+    if let Err(e) = service.run(token.clone()).await {
         tracing::error!("Snapshotter stopped: {}", error_chain(&e));
     }
     shared.set_snapshotter(None);
     token.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
     tracing::info!("Snapshotter stopped.");
-}
-
-/// Copies new backups to the secondary store at once and then every `period`.
-async fn sync_secondary(
-    primary: SnapStore,
-    secondary: SnapStore,
-    period: Duration,
-    token: CancellationToken,
-) {
-    tracing::info!("Starting backup sync to the secondary store every {period:?}");
-    loop {
-        if let Err(e) = etcdbr::copy::copy_backups(
-            &primary,
-            &secondary,
-            &etcdbr::copy::CopyOptions::default(),
-            &token,
-        )
-        .await
-        {
-            tracing::error!(
-                "Backup sync to the secondary store failed: {}",
-                error_chain(&e)
-            );
-        }
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            () = token.cancelled() => return,
-        }
-    }
 }

@@ -14,6 +14,7 @@ mod error;
 pub mod etcd_conf;
 pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod peer_url;
 pub mod snapshot_json;
 pub mod state;
@@ -125,11 +126,24 @@ pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(),
             m.cluster_size,
             m.cluster.endpoints
         );
-        etcdbr::metrics::metrics()
-            .cluster_size
-            .set(&[], m.cluster_size as f64);
     }
+    // The cluster's size: ETCD_CONF's members, else --initial-cluster's.
+    let cluster_size = member.as_ref().map_or_else(
+        || {
+            opts.initialize
+                .restore
+                .initial_cluster
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .count()
+        },
+        |m| m.cluster_size,
+    );
+    metrics::metrics()
+        .cluster_size
+        .set(&[], cluster_size as f64);
     opts.initialize.member = member;
+    opts.initialize.events = metrics::events();
     let store = match &opts.store {
         Some(c) => {
             let s = snapstore::SnapStore::open(c)?;

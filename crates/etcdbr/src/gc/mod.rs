@@ -24,6 +24,8 @@ use chrono::{DateTime, Utc};
 use etcdbr_types::Revision;
 use snapstore::{Kind, SnapStore, Snapshot};
 
+use crate::events::{Event, Events};
+
 /// How many delta deletions may fail in one stream before GC gives up on that stream.
 pub const DELTA_GC_ERROR_THRESHOLD: usize = 5;
 
@@ -75,6 +77,8 @@ pub struct GcOptions {
     pub last_saved_revision: Revision,
     /// Whether the store is Swift, whose chunks are segments owned by a manifest.
     pub is_swift: bool,
+    /// Who hears about deletions.
+    pub events: Events,
 }
 
 impl GcOptions {
@@ -87,6 +91,7 @@ impl GcOptions {
             delta_retention: Duration::ZERO,
             last_saved_revision: Revision::ZERO,
             is_swift: false,
+            events: Events::none(),
         }
     }
 }
@@ -473,6 +478,9 @@ pub async fn run_periodically(
                 s.snap_name
             );
         }
-        execute(&store, &plan, crate::metrics::record_gc).await;
+        execute(&store, &plan, |snapshot, ok| {
+            opts.events.emit(&Event::GcDeleted { snapshot, ok });
+        })
+        .await;
     }
 }

@@ -13,6 +13,7 @@ use snapstore::{Kind, SnapStore, Snapshot};
 use crate::compress::Compression;
 use crate::delta_format::{DeltaEncoder, Event};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::pipe::compressed_body;
 
 /// Buffered events of the delta being built, and where the chain stands.
@@ -187,15 +188,12 @@ pub(crate) async fn upload(
     store: SnapStore,
     mut delta: PendingDelta,
     compression: Compression,
+    events: Events,
 ) -> Result<Stored> {
     let started = std::time::Instant::now();
     let tail = std::mem::take(&mut delta.tail);
     let r = save(store, delta, compression).await;
-    crate::metrics::record_snapshot(
-        crate::metrics::KIND_INCR,
-        started.elapsed(),
-        r.as_ref().ok(),
-    );
+    events.snapshot(Kind::Incr, started.elapsed(), r.as_ref().ok());
     r.map(|snapshot| Stored {
         snapshot,
         tail: Some(tail),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::compress::Compression;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::pipe::compressed_body;
 use crate::trailer::{TRAILER_LEN as TRAILER, write_checking_trailer};
 
@@ -133,14 +134,11 @@ pub async fn take_full_snapshot(
     store: &SnapStore,
     opts: &FullSnapshotOptions,
     is_final: bool,
+    events: &Events,
 ) -> Result<Snapshot> {
     let started = Instant::now();
     let r = full_snapshot(client, store, opts, is_final).await;
-    crate::metrics::record_snapshot(
-        crate::metrics::KIND_FULL,
-        started.elapsed(),
-        r.as_ref().ok(),
-    );
+    events.snapshot(Kind::Full, started.elapsed(), r.as_ref().ok());
     r
 }
 

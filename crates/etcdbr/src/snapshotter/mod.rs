@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::Local;
 use etcd_client::{Client, WatchOptions};
-use snapstore::{SnapStore, Snapshot};
+use snapstore::{Kind, SnapStore, Snapshot};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,9 +37,10 @@ pub use handle::{SnapshotterHandle, TriggerError};
 pub use startup::full_required;
 
 use crate::backoff::ExponentialBackoff;
-use crate::delta_format::Event;
+use crate::delta_format::Event as WatchEvent;
 use crate::error::{Error, Result};
 use crate::etcd::{self, EtcdOptions};
+use crate::events::{Event, Events};
 use crate::schedule::Schedule;
 use chain::{Chain, WatchProgress, watch_response};
 use delta::{DeltaChain, PendingDelta, Stored};
@@ -64,6 +65,8 @@ pub struct SnapshotterOptions {
     /// Start with a full snapshot (the `snapshot` command) rather than resuming the chain found
     /// in the store (a full snapshot is taken anyway when the store has none).
     pub start_with_full_snapshot: bool,
+    /// Who hears about snapshots and failures.
+    pub events: Events,
 }
 
 impl SnapshotterOptions {
@@ -78,6 +81,7 @@ impl SnapshotterOptions {
             full,
             backoff: ExponentialBackoff::default(),
             start_with_full_snapshot: true,
+            events: Events::none(),
         }
     }
 
@@ -96,7 +100,7 @@ pub struct Snapshotter {
     opts: SnapshotterOptions,
     saved: Arc<AtomicI64>,
     /// The events of the last stored revision, when the last snapshot is a delta.
-    last_tail: std::sync::Mutex<Option<(i64, Vec<Event>)>>,
+    last_tail: std::sync::Mutex<Option<(i64, Vec<WatchEvent>)>>,
     last_full: std::sync::Mutex<Option<Snapshot>>,
     active: Arc<AtomicBool>,
     /// Set when a session fails, cleared when a snapshot is stored or the watch is current.
@@ -166,19 +170,15 @@ impl Snapshotter {
                 Ok(()) => return Ok(()),
                 Err(e @ Error::Config(_)) => return Err(e),
                 Err(e) => {
-                    crate::metrics::record_failure(&e);
+                    let events = &self.opts.events;
+                    events.emit(&Event::SnapshotterFailed { error: &e });
                     self.failing.store(true, Ordering::SeqCst);
                     if e.needs_full_snapshot() {
                         need_full = true;
                     }
-                    crate::metrics::metrics().snapshot_required.set(
-                        &[if need_full {
-                            crate::metrics::KIND_FULL
-                        } else {
-                            crate::metrics::KIND_INCR
-                        }],
-                        1.0,
-                    );
+                    events.emit(&Event::SnapshotRequired {
+                        kind: if need_full { Kind::Full } else { Kind::Incr },
+                    });
                     if started.elapsed() > Duration::from_secs(300) {
                         backoff.reset();
                     }
@@ -220,9 +220,9 @@ impl Snapshotter {
                     full_required(set.full.as_ref(), &self.opts.schedule, Local::now())
                 {
                     tracing::info!("Taking a full snapshot at start-up: {why}");
-                    crate::metrics::metrics()
-                        .snapshot_required
-                        .set(&[crate::metrics::KIND_FULL], 1.0);
+                    self.opts
+                        .events
+                        .emit(&Event::SnapshotRequired { kind: Kind::Full });
                     return false;
                 }
                 if let Some(newest) = set.deltas.last() {
@@ -258,12 +258,12 @@ impl Snapshotter {
     }
 
     /// The events of the last revision of a stored delta.
-    async fn read_tail(&self, delta: &Snapshot) -> Result<Vec<Event>> {
+    async fn read_tail(&self, delta: &Snapshot) -> Result<Vec<WatchEvent>> {
         crate::restore::for_each_delta_event(
             &self.store,
             delta,
             Vec::new(),
-            |tail: &mut Vec<Event>, e| {
+            |tail: &mut Vec<WatchEvent>, e| {
                 if tail
                     .last()
                     .is_some_and(|l| l.mod_revision != e.mod_revision)
@@ -502,9 +502,7 @@ impl Snapshotter {
         if current <= seen {
             // Nothing to save and the watch is current: backups are being made.
             self.failing.store(false, Ordering::SeqCst);
-            crate::metrics::metrics()
-                .snapshot_required
-                .set(&[crate::metrics::KIND_INCR], 0.0);
+            self.opts.events.emit(&Event::SnapshotterCurrent);
         }
         Ok(())
     }
@@ -524,7 +522,14 @@ impl Snapshotter {
 
     async fn full(&self, client: &mut Client, is_final: bool) -> Result<Snapshot> {
         tracing::info!("Taking scheduled full snapshot for time: {}", Local::now());
-        let s = take_full_snapshot(client, &self.store, &self.opts.full, is_final).await?;
+        let s = take_full_snapshot(
+            client,
+            &self.store,
+            &self.opts.full,
+            is_final,
+            &self.opts.events,
+        )
+        .await?;
         self.remember(&Stored {
             snapshot: s.clone(),
             tail: None,
@@ -581,6 +586,7 @@ impl Snapshotter {
             self.store.clone(),
             pending,
             self.opts.full.compression,
+            self.opts.events.clone(),
         )));
         Ok(())
     }

@@ -355,3 +355,26 @@ pub async fn assert_restores_source(store: &SnapStore, etcd: &Etcd) -> i64 {
     );
     rev
 }
+
+/// An observer that keeps what it hears, as text (for tests of what the engine reports).
+#[derive(Default)]
+pub struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl etcdbr::events::Observer for Recorder {
+    fn observe(&self, event: &etcdbr::events::Event<'_>) {
+        let line = match event {
+            etcdbr::events::Event::SnapshotterFailed { error } => {
+                format!("failed: {}", etcdbr::snapshotter::error_chain(*error))
+            }
+            other => format!("{other:?}"),
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+impl Recorder {
+    /// What was heard so far.
+    pub fn heard(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}

@@ -220,15 +220,6 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
         .ok()
         .filter(|n| !n.is_empty());
     initialize.snapstore_temp_dir = Some(store.temp_dir.clone());
-    let cluster_size = args
-        .restoration
-        .initial_cluster
-        .split(',')
-        .filter(|m| !m.is_empty())
-        .count();
-    etcdbr::metrics::metrics()
-        .cluster_size
-        .set(&[], cluster_size as f64);
 
     let mut opts = ServerOptions::new(
         etcd,

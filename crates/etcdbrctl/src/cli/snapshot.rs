@@ -1,8 +1,7 @@
 //! `etcdbrctl snapshot`: back up a running etcd until stopped.
 
 use clap::Args;
-use etcdbr::gc;
-use etcdbr::snapshotter::Snapshotter;
+use etcdbr::service::{BackupOptions, BackupService};
 use snapstore::Provider;
 use tokio_util::sync::CancellationToken;
 
@@ -58,32 +57,20 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
         args.defrag.defragmentation_schedule
     );
 
-    let opts = args.snapshotter.snapshotter_options(
+    let snapshotter = args.snapshotter.snapshotter_options(
         compression,
         &args.backoff,
         &store_config.temp_dir,
         etcd.snapshot_timeout,
     );
-    let snapshotter = Snapshotter::new(etcd.clone(), store.clone(), opts);
-
-    let gc_task = tokio::spawn(gc::run_periodically(
-        store,
+    let backup = BackupOptions::new(
+        snapshotter,
         args.snapshotter
             .gc_options(store_config.provider == Some(Provider::Swift)),
         args.snapshotter.garbage_collection_period,
-        snapshotter.saved_revision(),
-        stop.clone(),
-    ));
-    let defrag_task = tokio::spawn(etcdbr::defrag::run_periodically(
-        etcd,
         args.defrag.defragmentation_schedule,
-        stop.clone(),
-    ));
-    let result = snapshotter.run(stop.clone()).await;
-    stop.cancel();
-    let _ = gc_task.await;
-    let _ = defrag_task.await;
-    result?;
+    );
+    BackupService::new(etcd, store, backup).run(stop).await?;
     tracing::info!("Shutting down...");
     Ok(())
 }

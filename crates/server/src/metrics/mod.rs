@@ -1,5 +1,6 @@
 //! The original's Prometheus metrics (`etcdbr_*`, reference §7.6), with the same names, types
-//! and labels, recorded by the engine and served by the server's `/metrics`. One difference:
+//! and labels, served by the server's `/metrics`. They are an observer of the engine's events
+//! ([`Prometheus`]); the engine knows nothing of them. One difference from the original:
 //! `etcdbr_snapshotter_failure`'s `error` label is a bounded kind (see [`error_kind`]), not the
 //! raw message, so its cardinality stays fixed.
 
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 pub use registry::{DEFAULT_BUCKETS, Family, MetricKind, fmt_f64};
 
-use crate::error::Error;
+use etcdbr::Error;
+use etcdbr::events::{Event, Observer};
+use snapstore::Kind;
 
 /// `kind` label value of full snapshots.
 pub const KIND_FULL: &str = "Full";
@@ -239,71 +242,107 @@ pub(crate) fn bool_label(ok: bool) -> &'static str {
     if ok { "true" } else { "false" }
 }
 
-/// Records a snapshot attempt: its duration, and on success the latest revision and time.
-pub fn record_snapshot(kind: &str, took: Duration, saved: Option<&snapstore::Snapshot>) {
-    let m = metrics();
-    m.snapshot_duration_seconds
-        .observe(&[kind, bool_label(saved.is_some())], took.as_secs_f64());
-    if let Some(s) = saved {
-        m.snapshot_latest_revision
-            .set(&[kind], s.last_revision.get() as f64);
-        m.snapshot_latest_timestamp
-            .set(&[kind], s.created_on.timestamp() as f64);
-        m.snapshot_required.set(&[kind], 0.0);
-        if kind == KIND_FULL {
-            m.snapstore_latest_deltas_total.set(&[], 0.0);
-            m.snapstore_latest_deltas_revisions_total.set(&[], 0.0);
-        } else {
-            m.snapstore_latest_deltas_total.inc(&[]);
-            m.snapstore_latest_deltas_revisions_total.add(
-                &[],
-                (s.last_revision.get() - s.start_revision.get() + 1) as f64,
-            );
+/// The `kind` label of a snapshot kind.
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Full => KIND_FULL,
+        Kind::Incr => KIND_INCR,
+    }
+}
+
+/// The engine's events recorded in the process-wide [`metrics`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prometheus;
+
+impl Observer for Prometheus {
+    fn observe(&self, event: &Event<'_>) {
+        let m = metrics();
+        let secs = |d: &Duration| d.as_secs_f64();
+        match event {
+            Event::SnapshotSaved { snapshot: s, took } => {
+                let kind = kind_label(s.kind);
+                m.snapshot_duration_seconds
+                    .observe(&[kind, bool_label(true)], secs(took));
+                m.snapshot_latest_revision
+                    .set(&[kind], s.last_revision.get() as f64);
+                m.snapshot_latest_timestamp
+                    .set(&[kind], s.created_on.timestamp() as f64);
+                m.snapshot_required.set(&[kind], 0.0);
+                if s.kind == Kind::Full {
+                    m.snapstore_latest_deltas_total.set(&[], 0.0);
+                    m.snapstore_latest_deltas_revisions_total.set(&[], 0.0);
+                } else {
+                    m.snapstore_latest_deltas_total.inc(&[]);
+                    m.snapstore_latest_deltas_revisions_total.add(
+                        &[],
+                        (s.last_revision.get() - s.start_revision.get() + 1) as f64,
+                    );
+                }
+            }
+            Event::SnapshotFailed { kind, took } => m
+                .snapshot_duration_seconds
+                .observe(&[kind_label(*kind), bool_label(false)], secs(took)),
+            Event::SnapshotRequired { kind } => {
+                m.snapshot_required.set(&[kind_label(*kind)], 1.0);
+            }
+            Event::SnapshotterFailed { error } => {
+                m.snapshotter_failure.inc(&[error_kind(error)]);
+            }
+            Event::SnapshotterCurrent => m.snapshot_required.set(&[KIND_INCR], 0.0),
+            Event::GcDeleted { snapshot, ok } => {
+                let kind = if snapshot.is_chunk {
+                    KIND_CHUNK
+                } else {
+                    kind_label(snapshot.kind)
+                };
+                m.snapshot_gc_total.inc(&[kind, bool_label(*ok)]);
+            }
+            Event::Defragmented { endpoint, took, ok } => m
+                .defragmentation_duration_seconds
+                .observe(&[bool_label(*ok), endpoint], secs(took)),
+            Event::Validated { took, ok } => m
+                .validation_duration_seconds
+                .observe(&[bool_label(*ok)], secs(took)),
+            Event::Restored {
+                member_replaced,
+                took,
+                ok,
+            } => {
+                let kind = if *member_replaced {
+                    RESTORE_SINGLE_MEMBER
+                } else {
+                    RESTORE_SINGLE_NODE
+                };
+                m.restoration_duration_seconds
+                    .observe(&[kind, bool_label(*ok)], secs(took));
+            }
+            Event::LearnerAdded { took, ok } => {
+                m.is_learner_count_total.inc(&[bool_label(*ok)]);
+                if *ok {
+                    m.is_learner.set(&[], 1.0);
+                }
+                m.add_learner_duration_seconds
+                    .observe(&[bool_label(*ok)], secs(took));
+            }
+            Event::MemberRemoved { took, ok } => m
+                .member_remove_duration_seconds
+                .observe(&[bool_label(*ok)], secs(took)),
+            Event::LearnerPromoted { took, ok } => {
+                m.member_promote_duration_seconds
+                    .observe(&[bool_label(*ok)], secs(took));
+                if *ok {
+                    m.is_learner.set(&[], 0.0);
+                }
+            }
+            _ => {}
         }
     }
 }
 
-/// Records a snapshotter failure under its bounded kind.
-pub fn record_failure(e: &Error) {
-    metrics().snapshotter_failure.inc(&[error_kind(e)]);
-}
-
-/// Records one GC deletion attempt.
-pub fn record_gc(snapshot: &snapstore::Snapshot, ok: bool) {
-    let kind = if snapshot.is_chunk {
-        KIND_CHUNK
-    } else if snapshot.kind == snapstore::Kind::Full {
-        KIND_FULL
-    } else {
-        KIND_INCR
-    };
-    metrics().snapshot_gc_total.inc(&[kind, bool_label(ok)]);
-}
-
-/// Records a validation of the data directory.
-pub fn record_validation(took: Duration, ok: bool) {
-    metrics()
-        .validation_duration_seconds
-        .observe(&[bool_label(ok)], took.as_secs_f64());
-}
-
-/// Records a restore.
-pub fn record_restoration(single_member: bool, took: Duration, ok: bool) {
-    let kind = if single_member {
-        RESTORE_SINGLE_MEMBER
-    } else {
-        RESTORE_SINGLE_NODE
-    };
-    metrics()
-        .restoration_duration_seconds
-        .observe(&[kind, bool_label(ok)], took.as_secs_f64());
-}
-
-/// Records the defragmentation of one member.
-pub fn record_defragmentation(endpoint: &str, took: Duration, ok: bool) {
-    metrics()
-        .defragmentation_duration_seconds
-        .observe(&[bool_label(ok), endpoint], took.as_secs_f64());
+/// The engine's events with the metrics as their observer.
+#[must_use]
+pub fn events() -> etcdbr::events::Events {
+    etcdbr::events::Events::none().with(std::sync::Arc::new(Prometheus))
 }
 
 /// The bounded `error` label of a snapshotter failure.
