@@ -2,11 +2,9 @@
 //! session judges the watch (each message checked for cancellation; its progress once a delta
 //! period).
 
-use snapstore::Snapshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::Snapshotter;
 use super::delta::{DeltaChain, Stored};
 use crate::error::{Error, Result};
 
@@ -18,16 +16,6 @@ pub(super) struct Chain {
     pub(super) inflight: Option<JoinHandle<Result<Stored>>>,
     pub(super) next_delta: Instant,
     pub(super) progress: WatchProgress,
-}
-
-impl Chain {
-    /// Waits for the delta upload in flight, if any.
-    pub(super) async fn finish_upload(&mut self, s: &Snapshotter) -> Result<Option<Snapshot>> {
-        match self.inflight.take() {
-            Some(h) => s.record(h.await).map(Some),
-            None => Ok(None),
-        }
-    }
 }
 
 /// Whether a watch keeps up with etcd, judged once a delta period.

@@ -18,6 +18,7 @@ mod chain;
 mod delta;
 mod full;
 mod handle;
+mod session;
 mod startup;
 
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use full::{FullSnapshotOptions, take_full_snapshot};
-use handle::{Request, answer, refuse};
+use handle::{Request, refuse};
 pub use handle::{SnapshotterHandle, TriggerError};
 pub use startup::full_required;
 
@@ -42,8 +43,8 @@ use crate::error::{Error, Result};
 use crate::etcd::{self, EtcdOptions};
 use crate::events::{Event, Events};
 use crate::schedule::Schedule;
-use chain::{Chain, WatchProgress, watch_response};
-use delta::{DeltaChain, PendingDelta, Stored};
+use delta::Stored;
+use session::Session;
 
 /// The delta period below which delta snapshots are disabled (as in the original).
 pub const DELTA_PERIOD_THRESHOLD: Duration = Duration::from_secs(1);
@@ -110,7 +111,7 @@ pub struct Snapshotter {
 }
 
 /// Clears the active flag when a session ends, however it ends.
-struct ActiveGuard<'a>(&'a AtomicBool);
+pub(super) struct ActiveGuard<'a>(&'a AtomicBool);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
@@ -166,7 +167,15 @@ impl Snapshotter {
         let mut backoff = self.opts.backoff.clone();
         loop {
             let started = Instant::now();
-            match self.session(&stop, &mut need_full, &mut requests).await {
+            let ended = match Session::open(self, &stop, need_full).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(session)) => {
+                    need_full = false;
+                    session.run(&stop, &mut requests).await
+                }
+                Err(e) => Err(e),
+            };
+            match ended {
                 Ok(()) => return Ok(()),
                 Err(e @ Error::Config(_)) => return Err(e),
                 Err(e) => {
@@ -277,236 +286,6 @@ impl Snapshotter {
         .await
     }
 
-    async fn session(
-        &self,
-        stop: &CancellationToken,
-        need_full: &mut bool,
-        requests: &mut mpsc::Receiver<Request>,
-    ) -> Result<()> {
-        let mut client = tokio::select! {
-            c = self.etcd.connect() => c?,
-            () = stop.cancelled() => return Ok(()),
-        };
-        let _active = ActiveGuard(&self.active);
-        let saved = self.saved.load(Ordering::SeqCst);
-        if !*need_full && saved > 0 {
-            let current = etcd::current_revision(&mut client, self.etcd.connection_timeout).await?;
-            if current < saved {
-                let e = Error::RevisionWentBack { current, saved };
-                tracing::warn!("{e}; taking a full snapshot");
-                *need_full = true;
-            }
-        }
-        let resumed = !(*need_full || saved == 0);
-        if !resumed {
-            self.full(&mut client, false).await?;
-            *need_full = false;
-        }
-        let mut next_full = self.next_full()?;
-        self.active.store(true, Ordering::SeqCst);
-        if !self.opts.deltas_enabled() {
-            return self
-                .fulls_only(&mut client, stop, requests, next_full)
-                .await;
-        }
-
-        let mut chain = self.start_chain(&client, resumed).await?;
-        if resumed {
-            // The initial delta: everything written since the store's last snapshot.
-            self.save_pending(&mut client, &mut chain).await?;
-        }
-        self.failing.store(false, Ordering::SeqCst);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => {
-                    tracing::info!("Stop requested: saving the pending delta snapshot before exiting.");
-                    if let Err(e) = self.save_pending(&mut client, &mut chain).await {
-                        tracing::error!(
-                            "Not every event before the stop was saved: {}",
-                            error_chain(&e)
-                        );
-                    }
-                    return Ok(());
-                }
-                () = tokio::time::sleep_until(next_full) => {
-                    chain.finish_upload(self).await?;
-                    drop(chain);
-                    self.full(&mut client, false).await?;
-                    chain = self.start_chain(&client, false).await?;
-                    next_full = self.next_full()?;
-                }
-                () = tokio::time::sleep_until(chain.next_delta) => {
-                    self.check_progress(&mut client, &mut chain).await?;
-                    self.flush(&mut chain).await?;
-                }
-                done = async { chain.inflight.as_mut().expect("guarded").await }, if chain.inflight.is_some() => {
-                    chain.inflight = None;
-                    self.record(done)?;
-                }
-                Some(r) = requests.recv() => match r {
-                    Request::Full { is_final, reply } => {
-                        chain.finish_upload(self).await?;
-                        drop(chain);
-                        answer(reply, self.full_on_demand(&mut client, is_final).await)?;
-                        chain = self.start_chain(&client, false).await?;
-                        next_full = self.next_full()?;
-                    }
-                    Request::Delta { reply } => {
-                        let r = self.save_pending(&mut client, &mut chain).await;
-                        answer(reply, r)?;
-                    }
-                },
-                msg = chain.watch.message() => {
-                    let resp = watch_response(msg, chain.deltas.seen_revision())?;
-                    for ev in resp.events() {
-                        chain.deltas.push(&delta::from_watch(ev)?)?;
-                    }
-                    if chain.deltas.len() >= self.opts.delta_memory_limit {
-                        tracing::info!("Delta events memory crossed the memory limit: {} Bytes", chain.deltas.len());
-                        self.flush(&mut chain).await?;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A session without deltas (`--delta-snapshot-period` below one second): full snapshots on
-    /// schedule and on demand.
-    async fn fulls_only(
-        &self,
-        client: &mut Client,
-        stop: &CancellationToken,
-        requests: &mut mpsc::Receiver<Request>,
-        mut next_full: Instant,
-    ) -> Result<()> {
-        tracing::info!("Delta snapshots are disabled (--delta-snapshot-period below 1s)");
-        self.failing.store(false, Ordering::SeqCst);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                () = tokio::time::sleep_until(next_full) => {
-                    self.full(client, false).await?;
-                    next_full = self.next_full()?;
-                }
-                Some(r) = requests.recv() => match r {
-                    Request::Full { is_final, reply } => {
-                        answer(reply, self.full_on_demand(client, is_final).await)?;
-                        next_full = self.next_full()?;
-                    }
-                    Request::Delta { reply } => {
-                        let _ = reply.send(Err("delta snapshots are disabled (--delta-snapshot-period below 1s)".into()));
-                    }
-                },
-            }
-        }
-    }
-
-    /// Starts the delta chain after the last stored snapshot. A resumed chain whose last delta's
-    /// events are known watches from that delta's revision, to check that etcd still has the
-    /// history the store has.
-    async fn start_chain(&self, client: &Client, resumed: bool) -> Result<Chain> {
-        let saved = self.saved.load(Ordering::SeqCst);
-        let mut deltas = DeltaChain::new(saved);
-        let tail = self
-            .last_tail
-            .lock()
-            .ok()
-            .and_then(|t| t.clone())
-            .filter(|(rev, _)| resumed && *rev == saved);
-        let from = match tail {
-            Some((_, events)) => {
-                deltas.expect(events);
-                saved
-            }
-            None => saved + 1,
-        };
-        let watch = self.open_watch(client, from).await?;
-        Ok(Chain {
-            watch,
-            deltas,
-            inflight: None,
-            next_delta: Instant::now() + self.opts.delta_period,
-            progress: WatchProgress::new(saved),
-        })
-    }
-
-    /// Saves everything etcd acknowledged so far: reads the watch up to etcd's current revision,
-    /// then uploads it as a delta and waits for the upload (the initial delta, `/snapshot/delta`,
-    /// and the last one before stopping). The events read are saved even when the watch fails
-    /// before reaching etcd's revision; the error is returned after. A watch that is still
-    /// behind when the time is up but moved meanwhile is not an error: what it delivered is
-    /// saved and the rest follows (etcd delivers watch events slower than it takes writes on a
-    /// saturated machine); it is logged.
-    async fn save_pending(
-        &self,
-        client: &mut Client,
-        chain: &mut Chain,
-    ) -> Result<Option<Snapshot>> {
-        let caught_up = self.catch_up(client, chain).await;
-        self.flush(chain).await?;
-        let saved = chain.finish_upload(self).await?;
-        if let Ok(Some(target)) = caught_up {
-            tracing::warn!(
-                "The watch reached revision {} of etcd's {target} in the time allowed; the {} revisions after it are saved with the next delta",
-                chain.deltas.seen_revision(),
-                target - chain.deltas.seen_revision()
-            );
-        }
-        caught_up.map(|_| saved)
-    }
-
-    /// Reads the watch until it reaches the revision etcd is at now, bounded by the connection
-    /// timeout (at most 10 s). Returns etcd's revision when the watch moved but did not reach
-    /// it in time; a watch that did not move at all while behind is stalled, an error.
-    async fn catch_up(&self, client: &mut Client, chain: &mut Chain) -> Result<Option<i64>> {
-        let limit = self.etcd.connection_timeout.min(Duration::from_secs(10));
-        let target = etcd::current_revision(client, limit).await?;
-        let start = chain.deltas.seen_revision();
-        let read = async {
-            while chain.deltas.seen_revision() < target {
-                let resp =
-                    watch_response(chain.watch.message().await, chain.deltas.seen_revision())?;
-                for ev in resp.events() {
-                    chain.deltas.push(&delta::from_watch(ev)?)?;
-                }
-            }
-            Ok(None)
-        };
-        match tokio::time::timeout(limit, read).await {
-            Ok(r) => r,
-            Err(_) if chain.deltas.seen_revision() > start => Ok(Some(target)),
-            Err(_) => Err(Error::WatchStalled {
-                seen: chain.deltas.seen_revision(),
-                current: target,
-                period: limit,
-            }),
-        }
-    }
-
-    /// At each delta period: a watch that delivered nothing during a whole period while etcd's
-    /// revision was ahead of it is stalled, an error (the session restarts, with a full snapshot
-    /// when the revisions it needs are gone). etcd is only asked when the watch did not move.
-    async fn check_progress(&self, client: &mut Client, chain: &mut Chain) -> Result<()> {
-        let seen = chain.deltas.seen_revision();
-        if chain.progress.moved(seen) {
-            return Ok(());
-        }
-        let current = etcd::current_revision(client, self.etcd.connection_timeout).await?;
-        if chain.progress.stalled(seen, current) {
-            return Err(Error::WatchStalled {
-                seen,
-                current,
-                period: self.opts.delta_period,
-            });
-        }
-        if current <= seen {
-            // Nothing to save and the watch is current: backups are being made.
-            self.failing.store(false, Ordering::SeqCst);
-            self.opts.events.emit(&Event::SnapshotterCurrent);
-        }
-        Ok(())
-    }
-
     fn next_full(&self) -> Result<Instant> {
         let now = Local::now();
         let next = self.opts.schedule.next_after(now).ok_or_else(|| {
@@ -570,25 +349,6 @@ impl Snapshotter {
             })?;
         tracing::info!("Applied watch on etcd from revision: {from}");
         Ok(w)
-    }
-
-    /// Starts uploading the buffered events (after the previous upload finished); the next
-    /// period starts now.
-    async fn flush(&self, chain: &mut Chain) -> Result<()> {
-        chain.next_delta = Instant::now() + self.opts.delta_period;
-        tracing::info!("Taking delta snapshot for time: {}", Local::now());
-        let Some(pending): Option<PendingDelta> = chain.deltas.take() else {
-            tracing::info!("No events received to save snapshot. Skipping delta snapshot.");
-            return Ok(());
-        };
-        chain.finish_upload(self).await?;
-        chain.inflight = Some(tokio::spawn(delta::upload(
-            self.store.clone(),
-            pending,
-            self.opts.full.compression,
-            self.opts.events.clone(),
-        )));
-        Ok(())
     }
 
     /// Records a finished delta upload: the chain's revision and the events of its last
