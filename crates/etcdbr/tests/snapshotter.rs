@@ -182,3 +182,27 @@ async fn a_compacted_watch_revision_forces_a_full_snapshot() {
     let (full, _) = verify_chain(&f.store, &etcd).await;
     assert_eq!(full.last_revision.get(), rev);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_deltas_disabled_only_full_snapshots_are_taken() {
+    let etcd = Etcd::start(EtcdVersion::V35).await;
+    let mut c = etcd.client().await.unwrap();
+    let f = fixture();
+    let run = start(
+        &etcd,
+        &f,
+        options(&f, Compression::Gzip, Duration::ZERO, 10 * 1024 * 1024),
+    );
+    wait_for("the full snapshot", async || {
+        count(&f.store, Kind::Full).await == 1
+    })
+    .await;
+    workload(&mut c, 0).await;
+    let e = run.handle.delta().await.unwrap_err().to_string();
+    assert!(e.contains("delta snapshots are disabled"), "{e}");
+    let full = run.handle.full(false).await.unwrap();
+    assert_eq!(full.last_revision.get(), etcd.revision().await);
+    run.stop().await;
+    assert_eq!(count(&f.store, Kind::Full).await, 2);
+    assert_eq!(count(&f.store, Kind::Incr).await, 0);
+}

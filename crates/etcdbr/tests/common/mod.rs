@@ -72,6 +72,7 @@ pub fn etcd_options(etcd: &Etcd) -> EtcdOptions {
 pub struct Running {
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<etcdbr::Result<()>>,
+    pub handle: etcdbr::snapshotter::SnapshotterHandle,
 }
 
 pub fn start(etcd: &Etcd, f: &Fixture, opts: SnapshotterOptions) -> Running {
@@ -80,10 +81,11 @@ pub fn start(etcd: &Etcd, f: &Fixture, opts: SnapshotterOptions) -> Running {
 
 pub fn start_with(etcd: EtcdOptions, f: &Fixture, opts: SnapshotterOptions) -> Running {
     let s = Snapshotter::new(etcd, f.store.clone(), opts);
+    let handle = s.handle();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move { s.run(token).await });
-    Running { stop, task }
+    Running { stop, task, handle }
 }
 
 impl Running {
