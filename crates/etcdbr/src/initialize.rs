@@ -15,7 +15,9 @@
 //! leader (a restore would fork it from the others). A cluster that cannot be reached is being
 //! bootstrapped, and its members are validated and restored as single members.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use etcdbr_types::Revision;
 
 use etcd_datadir::layout;
 use etcd_datadir::validate::{
@@ -112,60 +114,171 @@ pub struct InitializeRefused {
     pub reason: String,
 }
 
-/// Validates and, when needed, restores the data directory.
+/// Where this member stands in its cluster, as initialization sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// A single-member cluster (or no etcd configuration naming several members).
+    Single,
+    /// A multi-member cluster that lists this member.
+    Listed,
+    /// A multi-member cluster that does not list this member: a scale-up.
+    NotListed,
+    /// A multi-member cluster that cannot be reached: it is being bootstrapped.
+    Unreachable,
+}
+
+/// What initialization will do, decided from what was found ([`plan`]).
+#[derive(Debug)]
+pub enum InitializePlan {
+    /// The data dir is valid: keep it.
+    Keep,
+    /// Restore the latest backup set into it.
+    Restore,
+    /// Replace the member: remove it from the cluster, wipe the data dir, add it back as a
+    /// learner (a restore would fork it from the other members).
+    Replace,
+    /// A scale-up: wipe the data dir and add the member as a learner, without validating.
+    ScaleUp,
+    /// Nothing to restore from and no data: leave it for etcd to bootstrap.
+    Bootstrap,
+    /// Refuse: an operator must act.
+    Refuse(InitializeRefused),
+}
+
+/// The decisions of the original's initializer, as a pure function of what was found:
+/// `membership`, the validation verdict (`None` only for a scale-up, which is not validated),
+/// whether the store holds a backup, and whether the data dir is missing or empty.
+#[must_use]
+pub fn plan(
+    membership: Membership,
+    validation: Option<&Validation>,
+    has_backup: bool,
+    data_dir_empty: bool,
+) -> InitializePlan {
+    if membership == Membership::NotListed {
+        return InitializePlan::ScaleUp;
+    }
+    let Some(v) = validation else {
+        return InitializePlan::Refuse(InitializeRefused {
+            status: DataDirStatus::Unknown,
+            reason: "the data directory was not validated".into(),
+        });
+    };
+    let refuse = |reason: String| {
+        InitializePlan::Refuse(InitializeRefused {
+            status: v.status,
+            reason,
+        })
+    };
+    match decide(v.status) {
+        Action::Keep => InitializePlan::Keep,
+        Action::Fail => refuse(v.reason.clone()),
+        Action::Restore => {
+            // A cluster member whose data cannot be trusted is replaced, not restored.
+            let replace = membership == Membership::Listed
+                || (membership != Membership::Single
+                    && matches!(
+                        v.status,
+                        DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
+                    ));
+            if replace {
+                InitializePlan::Replace
+            } else if has_backup {
+                InitializePlan::Restore
+            } else if data_dir_empty {
+                InitializePlan::Bootstrap
+            } else {
+                refuse(format!(
+                    "{}; the store holds no backup to restore it from, so the data directory is kept as it is: start etcd on it if it can, or move it away to start a new empty member",
+                    v.reason
+                ))
+            }
+        }
+    }
+}
+
+/// Validates and, when needed, restores the data directory: finds the member's standing and
+/// the data dir's state, [`plan`]s, then carries the plan out.
 ///
 /// # Errors
-/// A refusal ([`Error::Refused`]), or a failed restore.
+/// A refusal ([`Error::Refused`]), or a failed restore or membership change.
 pub async fn initialize(
     store: Option<&SnapStore>,
     opts: &InitializeOptions,
 ) -> Result<InitializeReport> {
-    let data_dir = opts.restore.data_dir.clone();
+    let data_dir = &opts.restore.data_dir;
     let member = opts.member.as_ref().filter(|m| m.cluster_size > 1);
-    let mut member_was_running = false;
-    if let Some(m) = member {
-        match m.is_member_in_cluster().await {
-            Ok(true) => member_was_running = true,
-            Ok(false) => {
-                tracing::info!("Cluster scale-up detected: adding {} as a learner", m.name);
-                m.add_learner_with_retry(&data_dir).await?;
-                return Ok(InitializeReport {
-                    validation: Validation::new(
-                        DataDirStatus::NotExist,
-                        "scale-up: the data dir was wiped and the member added as a learner",
-                    ),
-                    action: Action::Restore,
-                    outcome: Outcome::Learner,
-                });
-            }
-            Err(e) => tracing::info!(
+    let membership = membership(member).await;
+    let (validation, has_backup) = if membership == Membership::NotListed {
+        let v = Validation::new(
+            DataDirStatus::NotExist,
+            "scale-up: the data dir was wiped and the member added as a learner",
+        );
+        (v, false)
+    } else {
+        let latest = match store {
+            Some(s) => s.latest_set().await?.last_revision().map(Revision::get),
+            None => None,
+        };
+        (
+            validate_data_dir(opts, store.is_some(), latest, member).await?,
+            latest.is_some(),
+        )
+    };
+    let validated = (membership != Membership::NotListed).then_some(&validation);
+    let step = plan(membership, validated, has_backup, is_empty(data_dir));
+    tracing::info!("Initialization plan: {step:?}");
+    let outcome = execute(step, store, opts, member).await?;
+    clean_temp_dir(opts)?;
+    Ok(InitializeReport {
+        action: decide(validation.status),
+        validation,
+        outcome,
+    })
+}
+
+/// Asks the cluster whether it lists this member.
+async fn membership(member: Option<&MemberControl>) -> Membership {
+    let Some(m) = member else {
+        return Membership::Single;
+    };
+    match m.is_member_in_cluster().await {
+        Ok(true) => Membership::Listed,
+        Ok(false) => {
+            tracing::info!("Cluster scale-up detected: {} is not a member yet", m.name);
+            Membership::NotListed
+        }
+        Err(e) => {
+            tracing::info!(
                 "The cluster cannot be reached ({}): no scale-up; validating as a bootstrap",
                 crate::snapshotter::error_chain(&e)
-            ),
+            );
+            Membership::Unreachable
         }
     }
-    let latest = match store {
-        Some(s) => s
-            .latest_set()
-            .await?
-            .last_revision()
-            .map(etcdbr_types::Revision::get),
-        None => None,
-    };
+}
+
+/// Validates the data dir (on a blocking thread), reporting the verdict.
+async fn validate_data_dir(
+    opts: &InitializeOptions,
+    store_configured: bool,
+    latest_backup_revision: Option<i64>,
+    member: Option<&MemberControl>,
+) -> Result<Validation> {
     let input = ValidationInput {
-        data_dir: data_dir.clone(),
+        data_dir: opts.restore.data_dir.clone(),
         mode: opts.mode,
         namespace: opts.namespace.clone(),
-        store_configured: store.is_some(),
-        latest_backup_revision: latest,
+        store_configured,
+        latest_backup_revision,
         cluster_size: member.map_or(1, |m| m.cluster_size),
     };
     tracing::info!(
         "Validating the data directory {} ({:?} mode)...",
-        data_dir.display(),
+        input.data_dir.display(),
         opts.mode
     );
-    let validation_started = std::time::Instant::now();
+    let started = std::time::Instant::now();
     let validation = tokio::task::spawn_blocking(move || validate(&input))
         .await
         .map_err(|e| Error::Io {
@@ -173,58 +286,75 @@ pub async fn initialize(
             source: std::io::Error::other(e),
         })?;
     opts.events.emit(&Event::Validated {
-        took: validation_started.elapsed(),
+        took: started.elapsed(),
         ok: decide(validation.status) != Action::Fail,
     });
-    let action = decide(validation.status);
     tracing::info!(
         "Data directory status: {:?}: {}",
         validation.status,
         validation.reason
     );
-    // A cluster member whose data cannot be trusted is replaced, not restored.
-    let replace = member.filter(|_| {
-        member_was_running
-            || matches!(
-                validation.status,
-                DataDirStatus::InvalidInMultiNode | DataDirStatus::Corrupt
-            )
-    });
-    let outcome = match (action, replace) {
-        (Action::Keep, _) => Outcome::Kept,
-        (Action::Fail, _) => {
-            return Err(InitializeRefused {
-                status: validation.status,
-                reason: validation.reason.clone(),
-            }
-            .into());
+    Ok(validation)
+}
+
+/// Carries a plan out.
+async fn execute(
+    step: InitializePlan,
+    store: Option<&SnapStore>,
+    opts: &InitializeOptions,
+    member: Option<&MemberControl>,
+) -> Result<Outcome> {
+    let data_dir = &opts.restore.data_dir;
+    match (step, member, store) {
+        (InitializePlan::Keep, ..) => Ok(Outcome::Kept),
+        (InitializePlan::Refuse(why), ..) => Err(why.into()),
+        (InitializePlan::Bootstrap, ..) => {
+            tracing::info!(
+                "No snapshot found and no data in the data directory: etcd bootstraps a new member."
+            );
+            Ok(Outcome::Bootstrap)
         }
-        (Action::Restore, Some(m)) => {
+        (InitializePlan::ScaleUp, Some(m), _) => {
+            tracing::info!("Adding {} to the cluster as a learner", m.name);
+            m.add_learner_with_retry(data_dir).await?;
+            Ok(Outcome::Learner)
+        }
+        (InitializePlan::Replace, Some(m), _) => {
             let started = std::time::Instant::now();
-            let r = m.replace(&data_dir).await;
+            let r = m.replace(data_dir).await;
             opts.events.emit(&Event::Restored {
                 member_replaced: true,
                 took: started.elapsed(),
                 ok: r.is_ok(),
             });
-            r?;
-            Outcome::Learner
+            r.map(|()| Outcome::Learner)
         }
-        (Action::Restore, None) => match (store, latest.is_some()) {
-            (Some(store), true) => {
-                let started = std::time::Instant::now();
-                let r = restore(store, opts).await;
-                opts.events.emit(&Event::Restored {
-                    member_replaced: false,
-                    took: started.elapsed(),
-                    ok: r.is_ok(),
-                });
-                r?;
-                Outcome::Restored
-            }
-            _ => nothing_to_restore_from(&data_dir, &validation)?,
-        },
-    };
+        (InitializePlan::Restore, _, Some(store)) => {
+            let started = std::time::Instant::now();
+            let r = restore(store, opts).await;
+            opts.events.emit(&Event::Restored {
+                member_replaced: false,
+                took: started.elapsed(),
+                ok: r.is_ok(),
+            });
+            r.map(|()| Outcome::Restored)
+        }
+        (step, ..) => Err(Error::Config(format!(
+            "initialization planned {step:?} without the member or store it needs"
+        ))),
+    }
+}
+
+/// Whether `dir` is missing or holds nothing.
+fn is_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Empties and recreates `--snapstore-temp-directory` (unless it is `/tmp`), as the original.
+fn clean_temp_dir(opts: &InitializeOptions) -> Result<()> {
     if let Some(tmp) = opts
         .snapstore_temp_dir
         .as_ref()
@@ -234,35 +364,7 @@ pub async fn initialize(
         std::fs::create_dir_all(tmp)
             .map_err(Error::io(format!("cannot create {}", tmp.display())))?;
     }
-    Ok(InitializeReport {
-        validation,
-        action,
-        outcome,
-    })
-}
-
-/// An invalid data dir and no backup: a missing or empty one is for etcd to bootstrap; one
-/// holding data is never deleted (etcd may start from it, or an operator may want it).
-fn nothing_to_restore_from(dir: &std::path::Path, validation: &Validation) -> Result<Outcome> {
-    let empty = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(_) => false,
-    };
-    if empty {
-        tracing::info!(
-            "No snapshot found and no data in the data directory: etcd bootstraps a new member."
-        );
-        return Ok(Outcome::Bootstrap);
-    }
-    Err(InitializeRefused {
-        status: validation.status,
-        reason: format!(
-            "{}; the store holds no backup to restore it from, so the data directory is kept as it is: start etcd on it if it can, or move it away to start a new empty member",
-            validation.reason
-        ),
-    }
-    .into())
+    Ok(())
 }
 
 /// Restores the latest backup set into `<data-dir>.part` and swaps it in.
@@ -297,4 +399,77 @@ fn remove_leftover(part: &std::path::Path) -> Result<()> {
         part.display()
     );
     removed.map_err(Error::io(format!("cannot remove {}", part.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(status: DataDirStatus) -> Validation {
+        Validation::new(status, "why")
+    }
+
+    fn name(p: &InitializePlan) -> &'static str {
+        match p {
+            InitializePlan::Keep => "keep",
+            InitializePlan::Restore => "restore",
+            InitializePlan::Replace => "replace",
+            InitializePlan::ScaleUp => "scale-up",
+            InitializePlan::Bootstrap => "bootstrap",
+            InitializePlan::Refuse(_) => "refuse",
+        }
+    }
+
+    #[test]
+    fn plans_as_the_original_decides_but_never_deletes_data() {
+        use DataDirStatus as S;
+        use Membership as M;
+        // (membership, status, has backup, data dir empty) -> plan
+        let table = [
+            (M::Single, S::Valid, true, false, "keep"),
+            (M::Single, S::NotExist, true, true, "restore"),
+            (M::Single, S::Corrupt, true, false, "restore"),
+            (
+                M::Single,
+                S::RevisionConsistencyError,
+                true,
+                false,
+                "restore",
+            ),
+            (M::Single, S::NotExist, false, true, "bootstrap"),
+            (M::Single, S::InvalidStructure, false, true, "bootstrap"),
+            (M::Single, S::Corrupt, false, false, "refuse"),
+            (M::Single, S::InvalidStructure, false, false, "refuse"),
+            (M::Single, S::WrongVolumeMounted, true, false, "refuse"),
+            (M::Single, S::FailToOpenBoltDb, true, false, "refuse"),
+            (M::Single, S::Unknown, true, false, "refuse"),
+            (M::Listed, S::Valid, true, false, "keep"),
+            (M::Listed, S::NotExist, true, true, "replace"),
+            (M::Listed, S::Corrupt, false, false, "replace"),
+            (M::Unreachable, S::InvalidInMultiNode, true, true, "replace"),
+            (M::Unreachable, S::Corrupt, true, false, "replace"),
+            (M::Unreachable, S::NotExist, true, true, "restore"),
+            (M::Unreachable, S::NotExist, false, true, "bootstrap"),
+            (M::Unreachable, S::WrongVolumeMounted, true, false, "refuse"),
+        ];
+        for (m, status, backup, empty, want) in table {
+            let got = plan(m, Some(&v(status)), backup, empty);
+            assert_eq!(
+                name(&got),
+                want,
+                "{m:?} {status:?} backup={backup} empty={empty}"
+            );
+        }
+        // A scale-up is planned without validating.
+        assert_eq!(name(&plan(M::NotListed, None, true, false)), "scale-up");
+        // A refusal for want of a backup keeps the validator's reason and says what to do.
+        let InitializePlan::Refuse(r) = plan(M::Single, Some(&v(S::Corrupt)), false, false) else {
+            panic!("not refused");
+        };
+        assert!(
+            r.reason.starts_with("why; the store holds no backup"),
+            "{}",
+            r.reason
+        );
+    }
 }
