@@ -168,7 +168,10 @@ fn go_reads_our_compressed_snapshots() {
             }
         })
         .collect();
-    let want = format!("{:x}", Sha256::digest(&data));
+    let want: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for c in [Compression::Gzip, Compression::Zlib, Compression::Lzw] {

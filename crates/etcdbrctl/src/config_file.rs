@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// (YAML path, flag) for every key of the original's `BackupRestoreComponentConfig`.
 const KEYS: &[(&str, &str)] = &[
@@ -197,15 +197,15 @@ fn scalar(v: &Value) -> Option<String> {
 
 fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     match v {
-        Value::Mapping(m) => {
+        Value::Object(m) => {
             for (k, v) in m {
-                let k = scalar(k).unwrap_or_default();
+                let k = k.clone();
                 let path = if prefix.is_empty() {
                     k
                 } else {
                     format!("{prefix}.{k}")
                 };
-                if KEYS.iter().any(|(p, _)| *p == path) || v.as_mapping().is_none() {
+                if KEYS.iter().any(|(p, _)| *p == path) || v.as_object().is_none() {
                     out.push((path, v.clone()));
                 } else {
                     walk(&path, v, out);
@@ -221,7 +221,7 @@ fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
 /// # Errors
 /// The text is not YAML, or a value is not a scalar or a list of scalars.
 pub fn flags_from_yaml(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let doc: Value = serde_yaml::from_str(text)?;
+    let doc: Value = serde_saphyr::from_str(text)?;
     let mut leaves = Vec::new();
     walk("", &doc, &mut leaves);
     let mut out = Vec::new();
@@ -239,7 +239,7 @@ pub fn flags_from_yaml(text: &str) -> anyhow::Result<Vec<(String, String)>> {
             continue;
         };
         let value = match &v {
-            Value::Sequence(items) => items
+            Value::Array(items) => items
                 .iter()
                 .map(|i| {
                     scalar(i).ok_or_else(|| {

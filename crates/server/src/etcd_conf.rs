@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use etcdbr::etcd::EtcdOptions;
 use etcdbr::member::MemberControl;
-use serde_yaml::{Mapping, Value};
+use serde_json::Value;
+
+/// A YAML mapping, read as JSON values (the etcd configuration is plain keys and scalars).
+type Mapping = serde_json::Map<String, Value>;
 
 use crate::state::Shared;
 
@@ -28,9 +31,9 @@ pub fn path_from_env() -> PathBuf {
 fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> {
     let urls: Vec<String> = config
         .get(key)
-        .and_then(Value::as_mapping)
+        .and_then(Value::as_object)
         .and_then(|m| m.get(member))
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .map(|s| {
             s.iter()
                 .filter_map(Value::as_str)
@@ -55,7 +58,7 @@ fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> 
 fn load(path: &Path) -> Result<Mapping, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the etcd config file {}: {e}", path.display()))?;
-    serde_yaml::from_str(&text).map_err(|e| {
+    serde_saphyr::from_str(&text).map_err(|e| {
         format!(
             "the etcd config file {} is not valid YAML: {e}",
             path.display()
@@ -90,11 +93,11 @@ pub fn member_control(path: &Path, etcd: &EtcdOptions) -> Result<Option<MemberCo
         cluster.endpoints.clone_from(&etcd.service_endpoints);
     } else if let Some(all) = config
         .get("advertise-client-urls")
-        .and_then(Value::as_mapping)
+        .and_then(Value::as_object)
     {
         let mut urls: Vec<String> = all
             .values()
-            .filter_map(Value::as_sequence)
+            .filter_map(Value::as_array)
             .flatten()
             .filter_map(Value::as_str)
             .map(str::to_owned)
@@ -195,7 +198,7 @@ pub async fn render(s: &Shared) -> Result<String, String> {
     config.insert("initial-cluster".into(), initial.into());
     config.insert("initial-cluster-state".into(), state.into());
 
-    let out = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+    let out = serde_saphyr::to_string(&config).map_err(|e| e.to_string())?;
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let path = home.join("etcd.conf.yaml");
     write_private(&path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

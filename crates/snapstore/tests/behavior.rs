@@ -411,7 +411,7 @@ fn percent_decode(s: &str) -> String {
 /// Path-style requests only: the path starts with the bucket.
 fn oss_v1_problem(r: &testkit::proxy::RequestHead, id: &str, secret: &str) -> Option<String> {
     use base64::Engine as _;
-    use hmac::Mac as _;
+    use hmac::{KeyInit as _, Mac as _};
     let Some(auth) = r.header("authorization") else {
         return Some("no Authorization header".into());
     };

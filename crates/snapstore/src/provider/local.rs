@@ -165,7 +165,7 @@ impl ObjectStore for LocalStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", fastrand::u64(..)));
         let err = io_err("put", key);
         let d = dir.clone();
         tokio::task::spawn_blocking(move || create_dir_all(&d))
