@@ -32,6 +32,12 @@ const METRICS: &[&str] = &[
     "etcdbr_member_promote_duration_seconds",
     "etcdbr_network_transmitted_bytes",
     "etcdbr_network_received_bytes",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_max_fds",
+    "process_open_fds",
 ];
 
 /// Parses Prometheus text: every sample line is `name[{labels}] value`; returns the TYPE lines.

@@ -46,8 +46,10 @@ fn stat() -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    // Linux reports times in clock ticks; USER_HZ is 100 on every Linux we run on.
-    let ticks = 100.0;
+    // Times are in clock ticks and the RSS in pages, both as the system defines them (pages
+    // are 64 KiB on some arm64 kernels).
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let page = rustix::param::page_size() as f64;
     let boot: f64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -56,8 +58,19 @@ fn stat() -> Option<Stat> {
         cpu_seconds: (num(11) + num(12)) / ticks,
         start_seconds: boot + num(19) / ticks,
         vsize: num(20),
-        rss_bytes: num(21) * 4096.0,
+        rss_bytes: num(21) * page,
     })
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (`None` when unlimited or unreadable).
+fn max_open_files() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub(super) fn encode(out: &mut String) {
@@ -106,6 +119,15 @@ pub(super) fn encode(out: &mut String) {
             s.start_seconds,
         );
     }
+    if let Some(max) = max_open_files() {
+        sample(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max,
+        );
+    }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         sample(
             out,
@@ -114,5 +136,29 @@ pub(super) fn encode(out: &mut String) {
             "Number of open file descriptors.",
             fds.count() as f64,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resident_size_agrees_with_the_kernels_own_figure() {
+        let kib = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap()
+        };
+        let before = kib(&std::fs::read_to_string("/proc/self/status").unwrap()) * 1024.0;
+        let rss = stat().unwrap().rss_bytes;
+        let after = kib(&std::fs::read_to_string("/proc/self/status").unwrap()) * 1024.0;
+        // Pages times the system's page size, not times 4096 (64 KiB pages on some arm64).
+        assert!(
+            rss >= before.min(after) * 0.9 && rss <= before.max(after) * 1.1,
+            "{rss} vs VmRSS {before}..{after}"
+        );
+        assert!(max_open_files().is_some_and(|m| m >= 64.0));
     }
 }
