@@ -1,10 +1,11 @@
-//! Cron schedules for full snapshots and defragmentation (standard 5-field, as robfig/cron's
-//! `ParseStandard` accepts, in the local time zone).
+//! Cron schedules for full snapshots and defragmentation, as robfig/cron's `ParseStandard`
+//! accepts them: 5 fields or an `@hourly`-style descriptor, in the local time zone, or
+//! `@every <Go duration>` (fires that long after each previous firing, in whole seconds).
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, Local, Timelike};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
@@ -12,7 +13,14 @@ use croner::parser::{CronParser, Seconds};
 #[derive(Clone)]
 pub struct Schedule {
     spec: String,
-    cron: Cron,
+    when: When,
+}
+
+#[derive(Clone)]
+enum When {
+    Cron(Box<Cron>),
+    /// `@every`: a constant delay, whole seconds, at least one.
+    Every(chrono::Duration),
 }
 
 impl fmt::Debug for Schedule {
@@ -30,6 +38,17 @@ impl fmt::Display for Schedule {
 impl FromStr for Schedule {
     type Err = String;
     fn from_str(spec: &str) -> Result<Schedule, String> {
+        if let Some(every) = spec.trim().strip_prefix("@every ") {
+            let d = etcdbr_types::go::go_duration(every.trim())
+                .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
+            // As robfig/cron: below a second is a second; otherwise whole seconds.
+            let secs = i64::try_from(d.as_secs().max(1))
+                .map_err(|_| format!("invalid cron schedule {spec:?}: too long"))?;
+            return Ok(Schedule {
+                spec: spec.to_owned(),
+                when: When::Every(chrono::Duration::seconds(secs)),
+            });
+        }
         let fields = spec.split_whitespace().count();
         if !spec.trim_start().starts_with('@') && fields != 5 {
             return Err(format!(
@@ -43,7 +62,7 @@ impl FromStr for Schedule {
             .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
         Ok(Schedule {
             spec: spec.to_owned(),
-            cron,
+            when: When::Cron(Box::new(cron)),
         })
     }
 }
@@ -58,7 +77,13 @@ impl Schedule {
     /// The first time strictly after `after` that the schedule fires.
     #[must_use]
     pub fn next_after(&self, after: DateTime<Local>) -> Option<DateTime<Local>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+        match &self.when {
+            When::Cron(cron) => cron.find_next_occurrence(&after, false).ok(),
+            When::Every(delay) => {
+                let whole = after.with_nanosecond(0).unwrap_or(after);
+                whole.checked_add_signed(*delay)
+            }
+        }
     }
 
     /// The original's "full snapshot time window" in hours: 168 when the day-of-week field is
@@ -107,6 +132,25 @@ mod tests {
         assert!(e.contains("expected 5 fields"), "{e}");
         assert!("61 * * * *".parse::<Schedule>().is_err());
         assert!("".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn every_fires_a_constant_delay_after_each_firing_in_whole_seconds() {
+        let t = Local.with_ymd_and_hms(2024, 5, 1, 10, 20, 0).unwrap()
+            + chrono::Duration::milliseconds(700);
+        let s: Schedule = "@every 1h30m".parse().unwrap();
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Local.with_ymd_and_hms(2024, 5, 1, 11, 50, 0).unwrap()
+        );
+        let s: Schedule = "@every 300ms".parse().unwrap();
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Local.with_ymd_and_hms(2024, 5, 1, 10, 20, 1).unwrap()
+        );
+        assert_eq!(s.max_time_window_hours(), 24.0);
+        let e = "@every soon".parse::<Schedule>().unwrap_err();
+        assert!(e.contains("invalid duration"), "{e}");
     }
 
     #[test]

@@ -167,9 +167,9 @@ async fn snapshot_full(State(s): S, req: Request) -> Response {
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("final=")))
     {
         None | Some("") => false,
-        Some(v) => match parse_go_bool(v) {
-            Some(b) => b,
-            None => {
+        Some(v) => match etcdbr_types::go::go_bool(v) {
+            Ok(b) => b,
+            Err(_) => {
                 tracing::warn!("Could not parse request parameter 'final' to bool: {v:?}");
                 return error_response(
                     StatusCode::BAD_REQUEST,
@@ -263,16 +263,6 @@ async fn config(State(s): S) -> Response {
                 format!("cannot render the etcd config: {e}"),
             )
         }
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-#[must_use]
-pub fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

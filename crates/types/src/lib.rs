@@ -1,8 +1,10 @@
-//! Value types that more than one etcdbr crate needs.
+//! Value types that more than one etcdbr crate needs, and Go's value syntax ([`go`]).
 //!
 //! [`Revision`] is an etcd MVCC main revision. Snapshot names (`snapstore`), the etcd data
 //! directory (`etcd-datadir`) and the snapshot engine (`etcdbr`) all speak about revisions; they
 //! share this one type instead of passing bare integers around.
+
+pub mod go;
 
 use std::fmt;
 

@@ -14,7 +14,7 @@ use super::values::{go_bool, go_duration};
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Snapshots and garbage collection")]
 pub struct SnapshotterFlags {
-    /// Cron schedule (5 fields, local time) of full snapshots
+    /// Cron schedule of full snapshots: 5 fields in local time, @hourly-style, or @every <duration>
     #[arg(short = 's', long, default_value = "0 */1 * * *", value_parser = parse_schedule)]
     pub schedule: Schedule,
 
@@ -166,7 +166,7 @@ impl BackoffFlags {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Defragmentation")]
 pub struct DefragFlags {
-    /// Cron schedule (5 fields, local time) of defragmenting every etcd member
+    /// Cron schedule of defragmenting every etcd member: 5 fields in local time, @daily-style, or @every <duration>
     #[arg(long, default_value = "0 0 */3 * *", value_parser = parse_schedule)]
     pub defragmentation_schedule: Schedule,
 }
