@@ -7,6 +7,8 @@
 #     folder ($ETCDBR_CACHE/etcd-3.5/usr/bin), never installed system-wide
 #   - psmisc/time for the benchmark harness (/usr/bin/time -v)
 #   - Go (golang-go), whose compress/* readers check our compressed snapshots
+#   - cargo-deny (from crates.io, into $ETCDBR_CACHE/cargo-deny), which checks the dependency
+#     tree against deny.toml
 #
 # Prints the path of the etcd 3.5 bin dir as its last line; tests find it through
 # ETCDBR_ETCD35_BIN or the default cache location.
@@ -32,6 +34,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # The Debian package starts a system etcd on 2379; tests pick their own ports, but a
   # stray daemon is confusing, so stop it when systemd is present.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+fi
+
+# cargo-deny, built once into the cache (about two minutes).
+if [ ! -x "$CACHE/cargo-deny/bin/cargo-deny" ]; then
+  echo "setup: installing cargo-deny" >&2
+  cargo install --quiet --locked --root "$CACHE/cargo-deny" cargo-deny@0.20.2 >&2
 fi
 
 # etcd 3.5 from a newer Debian suite, with a private apt state so /etc/apt is untouched.

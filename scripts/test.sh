@@ -11,6 +11,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny (deny.toml: licenses, banned crates such as a second TLS stack, sources)"
+DENY="${ETCDBR_CACHE:-$HOME/.cache/etcdbr}/cargo-deny/bin/cargo-deny"
+"$DENY" --log-level error check bans licenses sources
+# RustSec advisories need their database from GitHub, which not every machine reaches.
+if timeout 60 "$DENY" --log-level error fetch db >/dev/null 2>&1; then
+  "$DENY" --log-level error check advisories
+else
+  echo "cargo deny: advisories NOT checked: the RustSec advisory database cannot be fetched from this machine"
+fi
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
