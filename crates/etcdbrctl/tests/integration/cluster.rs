@@ -2,12 +2,10 @@
 //! up and a new leader takes over without a gap in the chain; a member that lost its data is
 //! replaced by a learner its sidecar promotes; a new member is added as a learner on scale-up.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::sidecar::{Sidecar, json, leader_index};
-use common::wait_for_backup;
+use crate::common::sidecar::{Sidecar, json, leader_index};
+use crate::common::wait_for_backup;
 use testkit::{Etcd, EtcdVersion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +72,7 @@ async fn three_members_one_backs_up_and_a_new_leader_takes_over() {
     );
 
     // The chain restores (a gap would fail it) to the cluster's state.
-    common::assert_restores(home.path(), &mut c, rev).await;
+    crate::common::assert_restores(home.path(), &mut c, rev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +81,7 @@ async fn a_member_that_lost_its_data_is_replaced_by_a_learner_and_promoted() {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("etcd.conf.yaml.in"),
-        common::cluster_conf(&members),
+        crate::common::cluster_conf(&members),
     )
     .unwrap();
     let port = testkit::free_port();
@@ -184,7 +182,7 @@ async fn a_new_member_is_added_as_a_learner_on_scale_up() {
     let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
     let home = tempfile::tempdir().unwrap();
     let mut new = Etcd::new_member(&members, home.path());
-    let mut conf = common::cluster_conf(&members);
+    let mut conf = crate::common::cluster_conf(&members);
     // The configuration druid renders for four replicas.
     conf = conf.replace(
         &format!("m2={}", members[2].peer_url),
@@ -299,5 +297,5 @@ async fn leadership_moving_during_deltas_still_restores_the_cluster() {
     assert!(savers >= 2, "the deltas came from more than one sidecar");
 
     let mut c = members[leader].client().await.unwrap();
-    common::assert_restores(home.path(), &mut c, rev).await;
+    crate::common::assert_restores(home.path(), &mut c, rev).await;
 }

@@ -1,14 +1,12 @@
 //! `etcdbrctl copy`: filters, skipping, `.final` stripping and waiting between two Local stores,
 //! and an interrupted copy into S3 (moto) rerun to a store that restores to the same `hashkv`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, names};
+use crate::common::{bin, names};
 use snapstore::{Provider, SnapStore, StoreConfig};
 use testkit::{Etcd, EtcdVersion};
 
@@ -144,13 +142,13 @@ async fn an_interrupted_copy_leaves_no_partial_object_and_a_rerun_completes_it()
         c.put(format!("/big/{i}"), v, None).await.unwrap();
     }
     let home = tempfile::tempdir().unwrap();
-    let child = common::start_snapshot(&etcd, home.path()).await;
+    let child = crate::common::start_snapshot(&etcd, home.path()).await;
     for i in 0..200 {
         c.put(format!("/small/{i}"), "v", None).await.unwrap();
     }
     let rev = etcd.revision().await;
-    common::wait_for_backup(home.path(), rev).await;
-    common::stop_snapshot(child);
+    crate::common::wait_for_backup(home.path(), rev).await;
+    crate::common::stop_snapshot(child);
     let hash = c.hash_kv(rev).await.unwrap().hash();
 
     let moto = testkit::stores::moto();
@@ -185,8 +183,8 @@ async fn an_interrupted_copy_leaves_no_partial_object_and_a_rerun_completes_it()
     .into();
     let s3 = SnapStore::open_with_env(&config, env).unwrap();
     let full_size = std::fs::metadata(
-        common::v2(home.path()).join(
-            names(&common::v2(home.path()))
+        crate::common::v2(home.path()).join(
+            names(&crate::common::v2(home.path()))
                 .iter()
                 .find(|n| n.starts_with("Full-"))
                 .unwrap(),
@@ -233,7 +231,7 @@ async fn an_interrupted_copy_leaves_no_partial_object_and_a_rerun_completes_it()
         .into_iter()
         .map(|s| s.snap_name)
         .collect();
-    let mut names_local = names(&common::v2(home.path()));
+    let mut names_local = names(&crate::common::v2(home.path()));
     names_local.sort();
     let mut sorted = names_s3.clone();
     sorted.sort();

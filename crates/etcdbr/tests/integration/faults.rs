@@ -5,14 +5,12 @@
 //! `docs/reliability.md` lists the cases; the snapshotter process killed mid-upload is in the
 //! binary's `tests/faults.rs`, leader changes in its `tests/cluster.rs`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use etcdbr::compress::Compression;
 use snapstore::{Kind, Provider, SnapStore, StoreConfig};
 use testkit::etcd_client::{self, Client};

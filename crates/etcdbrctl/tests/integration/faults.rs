@@ -4,8 +4,6 @@
 //! The store is moto behind a fault proxy; every case ends in a restore by the binary,
 //! booted by a stock etcd and compared with the source.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::bin;
-use common::sidecar::http;
+use crate::common::bin;
+use crate::common::sidecar::http;
 use snapstore::{Provider, SnapStore, StoreConfig};
 use testkit::proxy::{Fault, FaultProxy, RequestHead};
 use testkit::{Etcd, EtcdVersion};

@@ -1,16 +1,14 @@
 //! The binary against every provider's real server: `snapshot` (a full snapshot over 20 MB, so
 //! uploads are multipart; deltas; GC of an older backup set) and `restore` from it, booting etcd.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use crate::common::bin;
 use chrono::{Duration as Age, Utc};
-use common::bin;
 use etcdbr_types::Revision;
 use snapstore::{Kind, SnapStore, Snapshot, StoreConfig};
 use testkit::stores::{self, StoreServer};

@@ -1,11 +1,9 @@
 //! `etcdbrctl snapshot` then `etcdbrctl restore`, end to end with real etcd 3.4 and 3.5, and
 //! restore's failure modes on damaged stores.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use testkit::etcd_client::{Client, GetOptions};
 use testkit::{Etcd, EtcdVersion};
 

@@ -5,12 +5,10 @@
 //! byte for byte and never repairs). Rows that must restore are compared with the source's
 //! `hashkv` at its last revision. `docs/reliability.md` lists the rows.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use etcdbr::compress::Compression;
 use etcdbr::delta_format::{self, DeltaEncoder};
 use testkit::{Etcd, EtcdVersion};

@@ -1,10 +1,8 @@
 //! The snapshotter against real etcd 3.4 and 3.5 processes and a Local store.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use etcdbr::compress::Compression;
 use snapstore::Kind;
 use testkit::etcd_client;

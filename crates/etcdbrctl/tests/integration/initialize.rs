@@ -2,13 +2,11 @@
 //! data dir whose WAL holds writes the backup has is never restored over, and a member of a
 //! multi-member cluster (`ETCD_CONF`) is replaced by a learner instead of restored.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use testkit::{Etcd, EtcdVersion};
 
 const PEER: &str = "http://127.0.0.1:2380";

@@ -2,13 +2,11 @@
 //! and status code, `/metrics` parsed, `/config` rendered, HTTPS, the config file, secondary
 //! sync, and a changed peer URL applied at start-up. Clusters are in `cluster.rs`.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sidecar::{Sidecar, json};
-use common::{backups, latest_backup, wait_for_backup};
+use crate::common::sidecar::{Sidecar, json};
+use crate::common::{backups, latest_backup, wait_for_backup};
 use testkit::{Etcd, EtcdVersion};
 
 /// Every metric the reference lists (§7.6).
@@ -291,7 +289,7 @@ async fn https_config_file_and_secondary_sync() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let primary = backups(home.path());
-        let copied = common::names(&second);
+        let copied = crate::common::names(&second);
         if !primary.is_empty() && primary.iter().all(|n| copied.contains(n)) {
             break;
         }

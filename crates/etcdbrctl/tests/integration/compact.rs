@@ -1,11 +1,9 @@
 //! `etcdbrctl compact` through the binary: a chain with thousands of delta events folded into
 //! one full snapshot restores to the same keys, values and revision as the chain itself.
 
-mod common;
-
 use std::path::Path;
 
-use common::{KvRow, compact, kv_rows, names, v2};
+use crate::common::{KvRow, compact, kv_rows, names, v2};
 use testkit::etcd_client::{Client, DeleteOptions, GetOptions};
 use testkit::{Etcd, EtcdVersion};
 
@@ -24,7 +22,7 @@ async fn restore_and_read(
 ) -> (i64, Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>) {
     let data = home.join(name);
     let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = common::restore(home, &data, &peer, &[]);
+    let out = crate::common::restore(home, &data, &peer, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -47,7 +45,7 @@ async fn compacted_snapshot_restores_to_the_same_state() {
             .unwrap();
     }
     let home = tempfile::tempdir().unwrap();
-    let child = common::start_snapshot(&etcd, home.path()).await;
+    let child = crate::common::start_snapshot(&etcd, home.path()).await;
     let lease = c.lease_grant(3600, None).await.unwrap().id();
     for round in 0..4 {
         for i in 0..800 {
@@ -71,8 +69,8 @@ async fn compacted_snapshot_restores_to_the_same_state() {
     }
     c.delete("/base/000", None).await.unwrap(); // the newest write is a delete
     let rev = etcd.revision().await;
-    common::wait_for_backup(home.path(), rev).await;
-    common::stop_snapshot(child);
+    crate::common::wait_for_backup(home.path(), rev).await;
+    crate::common::stop_snapshot(child);
     let chain = names(&v2(home.path()));
     assert!(
         chain.iter().filter(|n| n.starts_with("Incr-")).count() >= 2,

@@ -1,10 +1,8 @@
 //! Connecting to etcd with TLS client certificates and with username/password auth.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use etcdbr::compress::Compression;
 use etcdbr::events::Events;
 use etcdbr::snapshotter::{FullSnapshotOptions, take_full_snapshot};

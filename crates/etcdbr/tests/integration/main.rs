@@ -1,0 +1,10 @@
+//! The integration tests of the engine, in one test binary (each binary links the whole
+//! dependency tree; one per crate keeps link time and disk down): the snapshotter against real etcd, the fault matrix, GC, compatibility with the original's objects, connections.
+
+mod common;
+
+mod compat;
+mod connection;
+mod faults;
+mod gc;
+mod snapshotter;
