@@ -174,14 +174,28 @@ fn corruption_is_reported_not_panicked() {
     drop(db);
 
     type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
-    let cases: Vec<(&str, Damage)> = vec![
+    type Expect<'a> = Box<dyn Fn(&Finding) -> bool + 'a>;
+    let bad_page = |pgid: usize, says: &'static str| -> Expect<'_> {
+        Box::new(move |f| {
+            matches!(f, Finding::BadPage { pgid: Some(p), reason }
+                if p.0 as usize == pgid && reason.contains(says))
+        })
+    };
+    // The first child of the key bucket's root branch, which one case makes appear twice.
+    let child0 = {
+        let e0 = page(key_root) + 16;
+        u64::from_le_bytes(clean[e0 + 8..e0 + 16].try_into().unwrap())
+    };
+    let cases: Vec<(&str, Damage, Expect)> = vec![
         (
             "wrong page type",
             Box::new(|f: &mut Vec<u8>| f[page(2) + 8] = 0x20),
+            bad_page(2, "invalid type"),
         ),
         (
             "page id mismatch",
             Box::new(|f: &mut Vec<u8>| f[page(3)] ^= 0x55),
+            bad_page(3, "page 3 says it is page"),
         ),
         (
             "branch points twice at one child",
@@ -190,6 +204,9 @@ fn corruption_is_reported_not_panicked() {
                 let child0: [u8; 8] = f[e0 + 8..e0 + 16].try_into().unwrap();
                 f[e0 + 16 + 8..e0 + 16 + 16].copy_from_slice(&child0);
             }),
+            Box::new(
+                move |f| matches!(f, Finding::MultipleReferences { pgid } if pgid.0 == child0),
+            ),
         ),
         (
             "child out of bounds",
@@ -197,6 +214,7 @@ fn corruption_is_reported_not_panicked() {
                 let e0 = page(key_root) + 16;
                 f[e0 + 8..e0 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
             }),
+            Box::new(|f| matches!(f, Finding::OutOfBounds { pgid, .. } if pgid.0 == u64::MAX)),
         ),
         (
             "keys out of order",
@@ -208,6 +226,7 @@ fn corruption_is_reported_not_panicked() {
                 let pos = u32::from_le_bytes(f[e + 4..e + 8].try_into().unwrap()) as usize;
                 f[e + pos] = 0xff;
             }),
+            Box::new(|f| matches!(f, Finding::KeyOrder { pgid: Some(p), .. } if p.0 == 2)),
         ),
         (
             "element outside its page",
@@ -215,6 +234,7 @@ fn corruption_is_reported_not_panicked() {
                 let e = page(2) + 16;
                 f[e + 4..e + 8].copy_from_slice(&60_000u32.to_le_bytes());
             }),
+            bad_page(2, "lies outside the page"),
         ),
         (
             "root bucket header cut",
@@ -222,15 +242,19 @@ fn corruption_is_reported_not_panicked() {
                 let e = page(root_bucket_page) + 16;
                 f[e + 12..e + 16].copy_from_slice(&3u32.to_le_bytes());
             }),
+            bad_page(root_bucket_page, "short bucket header"),
         ),
     ];
-    for (what, damage) in cases {
+    for (what, damage, expect) in cases {
         let mut f = clean.clone();
         damage(&mut f);
         std::fs::write(&p, &f).unwrap();
         let db = Db::open(&p).unwrap();
         let findings = check(&db).unwrap();
-        assert!(!findings.is_empty(), "{what}: no finding");
+        assert!(
+            findings.iter().any(&*expect),
+            "{what}: not the finding expected: {findings:?}"
+        );
     }
 
     // A damaged meta falls back to the other one; both damaged fails to open.

@@ -23,7 +23,11 @@ async fn full_and_deltas(version: EtcdVersion, compression: Compression) {
     })
     .await;
     workload(&mut c, 1).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Round 1 in a periodic delta, round 2 in a later one or the flush on stop.
+    wait_for("a periodic delta", async || {
+        count(&f.store, Kind::Incr).await >= 1
+    })
+    .await;
     workload(&mut c, 2).await;
     run.stop().await;
     let (full, deltas) = verify_chain(&f.store, &etcd).await;
@@ -107,9 +111,18 @@ async fn resumes_the_chain_after_etcd_restarts() {
     .await;
     let mut c = etcd.client().await.unwrap();
     workload(&mut c, 0).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let saved = etcd.revision().await;
+    let store = f.store.clone();
+    wait_for("round 0 saved", async || {
+        store
+            .latest_set()
+            .await
+            .unwrap()
+            .last_revision()
+            .is_some_and(|r| r.get() == saved)
+    })
+    .await;
     etcd.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     etcd.restart().await;
     let mut c = etcd.client().await.unwrap();
     workload(&mut c, 1).await;
@@ -175,7 +188,6 @@ async fn a_compacted_watch_revision_forces_a_full_snapshot() {
     })
     .await;
     workload(&mut c, 1).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     run.stop().await;
     let (full, _) = verify_chain(&f.store, &etcd).await;
     assert_eq!(full.last_revision.get(), rev);

@@ -103,7 +103,6 @@ fn copies_sets_newest_first_with_filters_skips_and_final_stripped() {
         src.join(objects[3].trim_end_matches(".final")),
     )
     .unwrap();
-    let started = Instant::now();
     let log = run_ok({
         let mut c = copy_cmd(home.path());
         c.args([
@@ -113,7 +112,6 @@ fn copies_sets_newest_first_with_filters_skips_and_final_stripped() {
         c
     });
     assert!(log.contains("Timed out waiting"), "{log}");
-    assert!(started.elapsed() < Duration::from_secs(10));
 
     // Bad values are refused before anything is touched.
     let out = copy_cmd(home.path())
