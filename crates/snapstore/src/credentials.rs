@@ -298,7 +298,7 @@ mod tests {
         let dir = tmp.path().join("dir");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("accessKeyID"), "AK2\n").unwrap();
-        std::fs::write(dir.join("secretAccessKey"), "SK2").unwrap();
+        std::fs::write(dir.join("secretAccessKey"), "S3cretKey2").unwrap();
         std::fs::create_dir(dir.join("..data")).unwrap();
         let e = env(&[("SOURCE_AWS_APPLICATION_CREDENTIALS", &dir)]);
         let c = Credentials::locate("S3", "AWS_APPLICATION_CREDENTIALS", "SOURCE_", &e)
@@ -317,7 +317,10 @@ mod tests {
                 && missing.contains(&dir.display().to_string()),
             "{missing}"
         );
-        assert!(!format!("{c:?}").contains("SK2"), "no secret in Debug");
+        assert!(
+            !format!("{c:?}").contains("S3cretKey2"),
+            "no secret in Debug"
+        );
 
         std::fs::write(dir.join("z.json"), r#"{"accessKeyID":"AK3"}"#).unwrap();
         let c = Credentials::locate("S3", "AWS_APPLICATION_CREDENTIALS", "SOURCE_", &e)

@@ -324,7 +324,7 @@ mod tests {
         let f = tmp.path().join("c.json");
         std::fs::write(
             &f,
-            r#"{"accessKeyID":"AK","secretAccessKey":"SK","region":"r","endpoint":"http://old:1","s3ForcePathStyle":true,
+            r#"{"accessKeyID":"AK","secretAccessKey":"S3cretKey","region":"r","endpoint":"http://old:1","s3ForcePathStyle":true,
                "insecureSkipVerify":"false","sseCustomerAlgorithm":"AES256","sseCustomerKey":"0123456789abcdef0123456789abcdef",
                "requestChecksumCalculation":"when_supported","responseChecksumValidation":"when_required"}"#,
         )
@@ -341,7 +341,10 @@ mod tests {
             ("r", "http://old:1", true, true)
         );
         assert_eq!(s.sse_customer.as_ref().unwrap().0, "AES256");
-        assert!(!format!("{s:?}").contains("SK") && !format!("{s:?}").contains("0123456789abcdef"));
+        assert!(
+            !format!("{s:?}").contains("S3cretKey")
+                && !format!("{s:?}").contains("0123456789abcdef")
+        );
         let mut c = cfg();
         c.endpoint_override = "http://new:2".into();
         assert_eq!(S3Config::load(&c, &e).unwrap().endpoint, "http://new:2");

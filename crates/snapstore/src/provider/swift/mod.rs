@@ -335,7 +335,7 @@ mod tests {
     fn auth_kinds_from_files_and_os_env() {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("c.json");
-        std::fs::write(&f, r#"{"authURL":"https://ks/v3","domainName":"d","tenantName":"p","region":"eu","username":"u","password":"pw"}"#).unwrap();
+        std::fs::write(&f, r#"{"authURL":"https://ks/v3","domainName":"d","tenantName":"p","region":"eu","username":"u","password":"Sw1ftSecret"}"#).unwrap();
         let c = SwiftConfig::load(
             &StoreConfig::default(),
             &env(&[(
@@ -352,7 +352,8 @@ mod tests {
                 && body.contains(r#""project":{"domain":{"name":"d"},"name":"p"}"#),
             "{body}"
         );
-        assert!(!format!("{c:?}").contains("pw"));
+        // (A distinctive secret: the temp dir's random name is in the Debug output too.)
+        assert!(!format!("{c:?}").contains("Sw1ftSecret"));
 
         let c = SwiftConfig::load(
             &StoreConfig::default(),
