@@ -77,7 +77,7 @@ where
                 let wait = backoff.next_delay();
                 tracing::warn!(
                     "{what} failed: {}; retrying in {wait:?}",
-                    crate::snapshotter::error_chain(&e)
+                    crate::error_chain(&e)
                 );
                 tokio::time::sleep(wait).await;
             }

@@ -108,7 +108,7 @@ pub async fn sync_periodically(
         if let Err(e) = copy_backups(&primary, &secondary, &CopyOptions::default(), &stop).await {
             tracing::error!(
                 "Backup sync to the secondary store failed: {}",
-                crate::snapshotter::error_chain(&e)
+                crate::error_chain(&e)
             );
         }
         tokio::select! {

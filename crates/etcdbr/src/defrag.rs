@@ -138,7 +138,7 @@ pub async fn run_periodically(
                 Err(e) => {
                     tracing::warn!(
                         "Defragmentation failed: {}; retrying in {DEFRAG_RETRY_PERIOD:?}",
-                        crate::snapshotter::error_chain(&e)
+                        crate::error_chain(&e)
                     );
                     let retry_at = Local::now()
                         + chrono::Duration::from_std(DEFRAG_RETRY_PERIOD).unwrap_or_default();

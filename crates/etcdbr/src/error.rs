@@ -243,3 +243,16 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 }
+
+/// An error and its causes on one line, for logs.
+#[must_use]
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

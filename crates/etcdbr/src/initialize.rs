@@ -251,7 +251,7 @@ async fn membership(member: Option<&MemberControl>) -> Membership {
         Err(e) => {
             tracing::info!(
                 "The cluster cannot be reached ({}): no scale-up; validating as a bootstrap",
-                crate::snapshotter::error_chain(&e)
+                crate::error_chain(&e)
             );
             Membership::Unreachable
         }

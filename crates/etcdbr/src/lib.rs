@@ -33,4 +33,4 @@ pub mod service;
 pub mod snapshotter;
 mod trailer;
 
-pub use error::{Error, RestoreFailure, Result};
+pub use error::{Error, RestoreFailure, Result, error_chain};

@@ -65,7 +65,7 @@ async fn within<T>(
 /// Whether an etcd error's message carries `text` (etcd's membership errors are told apart
 /// only by their messages, e.g. "etcdserver: Peer URLs already exists").
 fn says(e: &Error, text: &str) -> bool {
-    crate::snapshotter::error_chain(e).contains(text)
+    crate::error_chain(e).contains(text)
 }
 
 impl MemberControl {

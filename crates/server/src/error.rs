@@ -1,4 +1,5 @@
-//! Errors that stop the server at start-up.
+//! Errors of the server: what stops it at start-up, and what fails when it talks to its
+//! siblings (the leader's sidecar, etcd-wrapper).
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +24,65 @@ pub enum ServerError {
     /// `--server-cert` / `--server-key` are unusable.
     #[error("server TLS: {0}")]
     Tls(String),
+}
+
+/// Why a call to a sibling of this sidecar (the leader's sidecar, etcd-wrapper) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiblingError {
+    /// etcd could not be reached or changed.
+    #[error(transparent)]
+    Etcd(#[from] etcdbr::Error),
+    /// An etcd call failed.
+    #[error("etcd {op} failed")]
+    EtcdCall {
+        /// The call.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// An etcd call did not answer in time.
+    #[error("etcd {0} timed out")]
+    Timeout(&'static str),
+    /// etcd has no leader.
+    #[error("etcd has no leader")]
+    NoLeader,
+    /// The leader is not in the member list, or has no client URL.
+    #[error("the leader {0:x} is not in the member list or has no client URL")]
+    LeaderUnknown(u64),
+    /// A URL without a scheme.
+    #[error("the URL {0:?} has no scheme")]
+    NoScheme(String),
+    /// The etcd configuration does not give this member.
+    #[error(transparent)]
+    Conf(#[from] crate::etcd_conf::EtcdConfError),
+    /// The CA file to check siblings' certificates cannot be used.
+    #[error("the CA file {path} cannot be used: {message}")]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An HTTP request to a sibling failed.
+    #[error("{url}")]
+    Http {
+        /// The request.
+        url: String,
+        /// Cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The leader's sidecar is not healthy.
+    #[error("the backup leader at {base} is not healthy (HTTP {status})")]
+    Unhealthy {
+        /// Its base URL.
+        base: String,
+        /// Its `/healthz` status.
+        status: u16,
+    },
+    /// The request or the answer cannot be passed on.
+    #[error("the request cannot be passed on: {0}")]
+    Forward(String),
 }

@@ -17,6 +17,58 @@ type Mapping = serde_json::Map<String, Value>;
 
 use crate::state::Shared;
 
+/// Why the etcd configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdConfError {
+    /// The file cannot be read.
+    #[error("cannot read the etcd config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("the etcd config file {path} is not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// `POD_NAME` is not set: this member's name is unknown.
+    #[error("POD_NAME is not set")]
+    NoPodName,
+    /// The member has no URLs of this kind in the file.
+    #[error("no {key} found for member {member:?} in the etcd config file")]
+    NoUrls {
+        /// The key (`initial-advertise-peer-urls`, `advertise-client-urls`).
+        key: String,
+        /// The member.
+        member: String,
+    },
+    /// A URL without a scheme.
+    #[error("invalid URL {url:?} in {key} of member {member:?}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// The key.
+        key: String,
+        /// The member.
+        member: String,
+    },
+    /// The rendered configuration cannot be written or encoded.
+    #[error("cannot write the etcd config {path}: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
 /// Default location of the etcd configuration file.
 pub const DEFAULT_ETCD_CONF: &str = "/var/etcd/config/etcd.conf.yaml";
 
@@ -28,7 +80,7 @@ pub fn path_from_env() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_ETCD_CONF), PathBuf::from)
 }
 
-fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> {
+fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, EtcdConfError> {
     let urls: Vec<String> = config
         .get(key)
         .and_then(Value::as_object)
@@ -42,27 +94,30 @@ fn urls_of(config: &Mapping, key: &str, member: &str) -> Result<String, String> 
         })
         .unwrap_or_default();
     if urls.is_empty() {
-        return Err(format!(
-            "no {key} found for member {member:?} in the etcd config file"
-        ));
+        return Err(EtcdConfError::NoUrls {
+            key: key.to_owned(),
+            member: member.to_owned(),
+        });
     }
-    for u in &urls {
-        if !u.contains("://") {
-            return Err(format!("invalid URL {u:?} in {key} of member {member:?}"));
-        }
+    if let Some(u) = urls.iter().find(|u| !u.contains("://")) {
+        return Err(EtcdConfError::BadUrl {
+            url: u.clone(),
+            key: key.to_owned(),
+            member: member.to_owned(),
+        });
     }
     Ok(urls.join(","))
 }
 
 /// Reads and parses the etcd configuration file.
-fn load(path: &Path) -> Result<Mapping, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the etcd config file {}: {e}", path.display()))?;
-    serde_saphyr::from_str(&text).map_err(|e| {
-        format!(
-            "the etcd config file {} is not valid YAML: {e}",
-            path.display()
-        )
+fn load(path: &Path) -> Result<Mapping, EtcdConfError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EtcdConfError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_saphyr::from_str(&text).map_err(|e| EtcdConfError::Yaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })
 }
 
@@ -73,7 +128,10 @@ fn load(path: &Path) -> Result<Mapping, String> {
 ///
 /// # Errors
 /// A multi-member configuration without `POD_NAME` or without this member's peer URLs.
-pub fn member_control(path: &Path, etcd: &EtcdOptions) -> Result<Option<MemberControl>, String> {
+pub fn member_control(
+    path: &Path,
+    etcd: &EtcdOptions,
+) -> Result<Option<MemberControl>, EtcdConfError> {
     let Ok(config) = load(path) else {
         return Ok(None);
     };
@@ -122,7 +180,7 @@ pub fn member_control(path: &Path, etcd: &EtcdOptions) -> Result<Option<MemberCo
 ///
 /// # Errors
 /// The file is unreadable or malformed, `POD_NAME` is unset, or the member's URLs are missing.
-pub fn this_member(path: &Path, etcd: &EtcdOptions) -> Result<MemberControl, String> {
+pub fn this_member(path: &Path, etcd: &EtcdOptions) -> Result<MemberControl, EtcdConfError> {
     let config = load(path)?;
     let (name, peer_urls) = this_member_of(&config)?;
     let mut cluster = etcd.clone();
@@ -136,7 +194,7 @@ pub fn this_member(path: &Path, etcd: &EtcdOptions) -> Result<MemberControl, Str
     })
 }
 
-fn this_member_of(config: &Mapping) -> Result<(String, Vec<String>), String> {
+fn this_member_of(config: &Mapping) -> Result<(String, Vec<String>), EtcdConfError> {
     let member = member_name(config)?;
     let peer_urls = urls_of(config, "initial-advertise-peer-urls", &member)?
         .split(',')
@@ -145,8 +203,8 @@ fn this_member_of(config: &Mapping) -> Result<(String, Vec<String>), String> {
     Ok((member, peer_urls))
 }
 
-fn member_name(config: &Mapping) -> Result<String, String> {
-    let pod = std::env::var("POD_NAME").map_err(|_| "POD_NAME is not set".to_owned())?;
+fn member_name(config: &Mapping) -> Result<String, EtcdConfError> {
+    let pod = std::env::var("POD_NAME").map_err(|_| EtcdConfError::NoPodName)?;
     let prefix = config
         .get("member-name-prefix")
         .and_then(Value::as_str)
@@ -163,7 +221,7 @@ fn member_name(config: &Mapping) -> Result<String, String> {
 /// # Errors
 /// The file is unreadable or malformed, `POD_NAME` is unset, or this member's URLs are
 /// missing.
-pub async fn render(s: &Shared) -> Result<String, String> {
+pub async fn render(s: &Shared) -> Result<String, EtcdConfError> {
     let mut config = load(&s.etcd_conf)?;
     let member = member_name(&config)?;
     let peer = urls_of(&config, "initial-advertise-peer-urls", &member)?;
@@ -198,10 +256,14 @@ pub async fn render(s: &Shared) -> Result<String, String> {
     config.insert("initial-cluster".into(), initial.into());
     config.insert("initial-cluster-state".into(), state.into());
 
-    let out = serde_saphyr::to_string(&config).map_err(|e| e.to_string())?;
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let path = home.join("etcd.conf.yaml");
-    write_private(&path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let failed = |message: String| EtcdConfError::Write {
+        path: path.clone(),
+        message,
+    };
+    let out = serde_saphyr::to_string(&config).map_err(|e| failed(e.to_string()))?;
+    write_private(&path, &out).map_err(|e| failed(e.to_string()))?;
     tracing::info!("Served config for ETCD instance.");
     Ok(out)
 }

@@ -89,10 +89,7 @@ async fn init_start(State(s): S, Query(q): Query<HashMap<String, String>>) -> St
                     "Successfully initialized data directory for etcd: {}",
                     r.outcome.describe()
                 ),
-                Err(e) => tracing::error!(
-                    "Failed initialization: {}",
-                    etcdbr::snapshotter::error_chain(e)
-                ),
+                Err(e) => tracing::error!("Failed initialization: {}", etcdbr::error_chain(e)),
             }
             s.finish_initialization(r.is_ok());
         });
@@ -215,7 +212,7 @@ async fn snapshot_latest(State(s): S, req: Request) -> Response {
                 .then(|| set.deltas.iter().map(SnapshotJson::from).collect()),
         }),
         Err(e) => {
-            let why = etcdbr::snapshotter::error_chain(&e);
+            let why = etcdbr::error_chain(&e);
             tracing::warn!("Unable to fetch latest snapshots from snapstore: {why}");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::Client;
+use etcdbr::error_chain;
 use etcdbr::etcd::EtcdOptions;
 use etcdbr::service::{BackupOptions, BackupService, Secondary};
-use etcdbr::snapshotter::error_chain;
 use snapstore::SnapStore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -31,7 +31,7 @@ use etcdbr::snapshotter::SnapshotterOptions;
 use snapstore::StoreConfig;
 use tokio_util::sync::CancellationToken;
 
-pub use error::ServerError;
+pub use error::{ServerError, SiblingError};
 
 /// The second store kept in sync with the first (`--secondary-*`).
 #[derive(Debug, Clone)]

@@ -5,9 +5,10 @@
 //! asked to stop etcd so that it restarts with them; otherwise a warning says etcd must be
 //! restarted.
 
-use etcdbr::snapshotter::error_chain;
+use etcdbr::error_chain;
 
 use crate::delegate::{http_client, scheme_and_host};
+use crate::error::SiblingError;
 use crate::state::Shared;
 
 /// etcd-wrapper's port.
@@ -23,31 +24,30 @@ pub async fn update_if_changed(s: &Shared, use_etcd_wrapper: bool) {
         }
         Ok(true) if use_etcd_wrapper => {
             if let Err(e) = restart_etcd_wrapper(s).await {
-                tracing::error!("Failed to restart the etcd-wrapper: {e}");
+                tracing::error!("Failed to restart the etcd-wrapper: {}", error_chain(&e));
             }
         }
         Ok(true) => tracing::warn!(
             "To correctly reflect peerURLs in the etcd cluster, restart the etcd member. More info: https://etcd.io/docs/v3.5/op-guide/runtime-configuration/#update-advertise-peer-urls"
         ),
-        Err(e) => tracing::error!("Failed to update the member peer URL: {e}"),
+        Err(e) => tracing::error!("Failed to update the member peer URL: {}", error_chain(&e)),
     }
 }
 
 /// Whether the peer URLs were updated.
-async fn update(s: &Shared) -> Result<bool, String> {
-    crate::etcd_conf::this_member(&s.etcd_conf, &s.etcd)?
+async fn update(s: &Shared) -> Result<bool, SiblingError> {
+    Ok(crate::etcd_conf::this_member(&s.etcd_conf, &s.etcd)?
         .update_peer_urls()
-        .await
-        .map_err(|e| error_chain(&e))
+        .await?)
 }
 
-async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {
+async fn restart_etcd_wrapper(s: &Shared) -> Result<(), SiblingError> {
     let endpoint = s
         .etcd
         .endpoint_urls()
         .into_iter()
         .next()
-        .ok_or("no etcd endpoint")?;
+        .unwrap_or_default();
     let (scheme, host) = scheme_and_host(&endpoint)?;
     let url = format!("{scheme}://{host}:{ETCD_WRAPPER_PORT}/stop");
     tracing::info!("Asking etcd-wrapper to restart etcd: POST {url}");
@@ -55,6 +55,9 @@ async fn restart_etcd_wrapper(s: &Shared) -> Result<(), String> {
         .post(&url)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+        .map_err(|source| SiblingError::Http {
+            url: format!("POST {url}"),
+            source,
+        })?;
     Ok(())
 }

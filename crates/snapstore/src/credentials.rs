@@ -72,6 +72,25 @@ fn cred_err(
 }
 
 impl Credentials {
+    /// [`Credentials::locate`] for a provider that has no other source of credentials.
+    ///
+    /// # Errors
+    /// As `locate`, and [`Error::Credentials`] saying which variables to set when neither is.
+    pub fn required(
+        provider: &'static str,
+        var: &str,
+        env_prefix: &str,
+        env: &dyn Env,
+    ) -> Result<Credentials> {
+        Credentials::locate(provider, var, env_prefix, env)?.ok_or_else(|| {
+            cred_err(
+                provider,
+                format!("{env_prefix}{var}[_JSON]"),
+                "the variable is not set",
+            )
+        })
+    }
+
     /// Locates and reads the credentials named by `<env_prefix><var>[_JSON]`; `None` when neither
     /// variable is set.
     ///

@@ -461,10 +461,7 @@ pub async fn run_periodically(
         let list = match store.list().await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(
-                    "GC: Failed to list snapshots: {}",
-                    crate::snapshotter::error_chain(&e)
-                );
+                tracing::warn!("GC: Failed to list snapshots: {}", crate::error_chain(&e));
                 continue;
             }
         };

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use snapstore::Snapshot;
 use tokio::sync::{mpsc, oneshot};
 
-use super::error_chain;
 use crate::error::Result;
+use crate::error_chain;
 
 /// An out-of-schedule snapshot asked for through a [`SnapshotterHandle`].
 #[derive(Debug)]

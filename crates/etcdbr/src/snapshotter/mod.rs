@@ -39,7 +39,7 @@ pub use startup::full_required;
 
 use crate::backoff::ExponentialBackoff;
 use crate::delta_format::Event as WatchEvent;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::etcd::{self, EtcdOptions};
 use crate::events::{Event, Events};
 use crate::schedule::Schedule;
@@ -375,17 +375,4 @@ impl Snapshotter {
         }
         self.failing.store(false, Ordering::SeqCst);
     }
-}
-
-/// An error and its causes on one line, for logs.
-#[must_use]
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

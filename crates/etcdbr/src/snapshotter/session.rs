@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::chain::{Chain, WatchProgress, watch_response};
 use super::delta::{self, DeltaChain, PendingDelta, Stored};
 use super::handle::{Request, answer};
-use super::{ActiveGuard, Snapshotter, error_chain};
+use super::{ActiveGuard, Snapshotter};
 use crate::error::{Error, Result};
+use crate::error_chain;
 use crate::etcd;
 use crate::events::Event;
 

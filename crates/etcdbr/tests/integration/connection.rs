@@ -54,7 +54,7 @@ async fn an_untrusted_server_certificate_is_refused_unless_verification_is_skipp
         take_full_snapshot(&mut client, &f.store, &full, false, &Events::none()).await
     }
     .await;
-    let e = etcdbr::snapshotter::error_chain(&result.unwrap_err());
+    let e = etcdbr::error_chain(&result.unwrap_err());
     assert!(
         e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"),
         "{e}"

@@ -1,12 +1,12 @@
 //! The storage providers.
 
-mod azblob;
+pub mod azblob;
 mod failed;
-mod gcs;
+pub mod gcs;
 mod local;
 pub mod opendal;
 mod operator;
-mod oss;
+pub mod oss;
 pub mod s3;
 pub mod swift;
 
@@ -37,6 +37,20 @@ pub(crate) fn build(
     }
 }
 
+/// The variable naming the provider's credentials (file, directory, or with `_JSON` a JSON
+/// file), as each provider declares it; `None` for providers configured otherwise.
+fn credentials_var(provider: Provider) -> Option<&'static str> {
+    match provider {
+        Provider::S3 => Some(s3::CREDENTIALS_VAR),
+        Provider::Ocs => Some(s3::OCS_CREDENTIALS_VAR),
+        Provider::Abs => Some(azblob::CREDENTIALS_VAR),
+        Provider::Oss => Some(oss::CREDENTIALS_VAR),
+        Provider::Swift => Some(swift::CREDENTIALS_VAR),
+        Provider::Gcs => Some(gcs::CREDENTIALS_VAR),
+        Provider::Ecs | Provider::Local | Provider::Failed => None,
+    }
+}
+
 /// The newest modification time of the provider's credential files (None: not file-based),
 /// compared before operations to pick up rotated secrets.
 pub(crate) fn credentials_stamp(
@@ -45,23 +59,44 @@ pub(crate) fn credentials_stamp(
     env: &dyn Env,
 ) -> Option<std::time::SystemTime> {
     use crate::credentials::Credentials;
-    let var = match provider {
-        Provider::S3 => "AWS_APPLICATION_CREDENTIALS",
-        Provider::Abs => "AZURE_APPLICATION_CREDENTIALS",
-        Provider::Oss => "ALICLOUD_APPLICATION_CREDENTIALS",
-        Provider::Ocs => "OPENSHIFT_APPLICATION_CREDENTIALS",
-        Provider::Swift => "OPENSTACK_APPLICATION_CREDENTIALS",
-        Provider::Gcs => {
-            let path = env.var(&format!(
-                "{}GOOGLE_APPLICATION_CREDENTIALS",
-                config.env_prefix
-            ))?;
-            return std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        }
-        Provider::Ecs | Provider::Local | Provider::Failed => return None,
-    };
+    let var = credentials_var(provider)?;
+    if provider == Provider::Gcs {
+        // GCS names a single service account file.
+        let path = env.var(&format!("{}{var}", config.env_prefix))?;
+        return std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    }
     Credentials::locate(provider.as_str(), var, &config.env_prefix, env)
         .ok()
         .flatten()?
         .modified()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::BTreeMap;
+
+    use crate::config::StoreConfig;
+    use crate::credentials::Env;
+    use crate::error::Result;
+
+    /// A JSON credentials file in a temp dir, and the environment naming it (`<var>_JSON`).
+    pub fn json_env(var: &str, json: &str) -> (tempfile::TempDir, BTreeMap<String, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("credentials.json");
+        std::fs::write(&f, json).unwrap();
+        let env = [(format!("{var}_JSON"), f.display().to_string())].into();
+        (dir, env)
+    }
+
+    /// The error of `load` on credentials `json` (the test fails when it loads).
+    pub fn load_error(
+        var: &str,
+        json: &str,
+        load: impl Fn(&StoreConfig, &dyn Env) -> Result<()>,
+    ) -> String {
+        let (_dir, env) = json_env(var, json);
+        load(&StoreConfig::default(), &env)
+            .expect_err("loaded")
+            .to_string()
+    }
 }

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use opendal::{EntryMode, ErrorKind, Operator};
 use tokio::io::AsyncReadExt;
 
-use crate::config::Provider;
+use crate::config::{Provider, StoreConfig};
 use crate::error::{Error, Result};
 use crate::store::{Body, ObjectMeta, ObjectStore};
 use crate::upload::chunk_size;
@@ -62,6 +62,18 @@ impl OpendalStore {
             parallel: parallel.max(1),
             conditional: false,
         }
+    }
+
+    /// Wraps an operator with the store configuration's chunking (`--min-chunk-size`,
+    /// `--max-parallel-chunk-uploads`).
+    #[must_use]
+    pub fn for_config(op: Operator, provider: Provider, config: &StoreConfig) -> OpendalStore {
+        OpendalStore::new(
+            op,
+            provider,
+            config.min_chunk_size,
+            config.max_parallel_chunk_uploads,
+        )
     }
 
     /// Writes with "if not exists": on GCS this selects the resumable upload protocol, which

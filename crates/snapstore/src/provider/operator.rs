@@ -19,6 +19,18 @@ pub(crate) struct HttpOptions {
     pub trusted_ca_pem: Option<String>,
 }
 
+/// `endpoint` with a scheme: as given when it has one, else `https://` (`http://` when
+/// `insecure_http`), as the original's SDKs complete a bare host.
+pub(crate) fn with_scheme(endpoint: &str, insecure_http: bool) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else if insecure_http {
+        format!("http://{endpoint}")
+    } else {
+        format!("https://{endpoint}")
+    }
+}
+
 /// Each request (and each part of an upload) is tried up to this many times in all.
 pub const MAX_TRIES: usize = 6;
 /// Timeout of one request, as the original's chunk upload timeout.

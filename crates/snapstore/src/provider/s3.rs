@@ -19,11 +19,16 @@ use opendal::Operator;
 use opendal::services::S3;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish};
+use super::operator::{HttpOptions, finish, with_scheme};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Credentials, Env};
 use crate::error::{Error, Result};
 use crate::store::ObjectStore;
+
+/// The variable naming S3's credentials file or directory (`…_JSON` for a JSON file).
+pub(crate) const CREDENTIALS_VAR: &str = "AWS_APPLICATION_CREDENTIALS";
+/// The variable naming OCS's credentials.
+pub(crate) const OCS_CREDENTIALS_VAR: &str = "OPENSHIFT_APPLICATION_CREDENTIALS";
 
 /// Everything needed to reach an S3-compatible bucket.
 #[derive(Clone, Default)]
@@ -87,7 +92,7 @@ impl S3Config {
             bucket: config.container.clone(),
             ..S3Config::default()
         };
-        match Credentials::locate("S3", "AWS_APPLICATION_CREDENTIALS", &config.env_prefix, env)? {
+        match Credentials::locate("S3", CREDENTIALS_VAR, &config.env_prefix, env)? {
             Some(c) => {
                 s.origin = c.origin().to_owned();
                 s.region = c.require("region")?.to_owned();
@@ -199,17 +204,7 @@ impl S3Config {
     /// # Errors
     /// [`Error::Credentials`] naming the file and field.
     pub fn load_ocs(config: &StoreConfig, env: &dyn Env) -> Result<S3Config> {
-        let c = Credentials::locate(
-            "OCS",
-            "OPENSHIFT_APPLICATION_CREDENTIALS",
-            &config.env_prefix,
-            env,
-        )?
-        .ok_or_else(|| Error::Credentials {
-            provider: "OCS",
-            origin: format!("{}OPENSHIFT_APPLICATION_CREDENTIALS", config.env_prefix),
-            problem: "the variable is not set".into(),
-        })?;
+        let c = Credentials::required("OCS", OCS_CREDENTIALS_VAR, &config.env_prefix, env)?;
         let disable_ssl = c.get_bool("disableSSL")?.unwrap_or(false);
         let endpoint = with_scheme(c.require("endpoint")?, disable_ssl);
         Ok(S3Config {
@@ -262,16 +257,6 @@ impl S3Config {
         }
         let op = Operator::new(b).map_err(|e| Error::Config(format!("{provider}: {e}")))?;
         finish(op, &self.http, provider.as_str())
-    }
-}
-
-fn with_scheme(endpoint: &str, disable_ssl: bool) -> String {
-    if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else if disable_ssl {
-        format!("http://{endpoint}")
-    } else {
-        format!("https://{endpoint}")
     }
 }
 

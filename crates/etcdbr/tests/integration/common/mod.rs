@@ -366,7 +366,7 @@ impl etcdbr::events::Observer for Recorder {
     fn observe(&self, event: &etcdbr::events::Event<'_>) {
         let line = match event {
             etcdbr::events::Event::SnapshotterFailed { error } => {
-                format!("failed: {}", etcdbr::snapshotter::error_chain(*error))
+                format!("failed: {}", etcdbr::error_chain(*error))
             }
             other => format!("{other:?}"),
         };

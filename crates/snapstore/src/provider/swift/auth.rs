@@ -11,6 +11,9 @@ use crate::credentials::{Credentials, Env};
 use crate::error::Error;
 use crate::error::Result;
 
+/// The variable naming the credentials file or directory (`…_JSON` for a JSON file).
+pub(crate) const CREDENTIALS_VAR: &str = "OPENSTACK_APPLICATION_CREDENTIALS";
+
 /// How to log in.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SwiftAuth {
@@ -93,12 +96,7 @@ impl SwiftConfig {
     /// # Errors
     /// [`Error::Credentials`] naming the problem.
     pub fn load(config: &StoreConfig, env: &dyn Env) -> Result<SwiftConfig> {
-        let c = match Credentials::locate(
-            "Swift",
-            "OPENSTACK_APPLICATION_CREDENTIALS",
-            &config.env_prefix,
-            env,
-        )? {
+        let c = match Credentials::locate("Swift", CREDENTIALS_VAR, &config.env_prefix, env)? {
             Some(c) => c,
             None => {
                 let os = if config.env_prefix == "SOURCE_" {

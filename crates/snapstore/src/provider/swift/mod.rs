@@ -20,6 +20,7 @@ use opendal::services::Swift;
 
 mod auth;
 
+pub(crate) use auth::CREDENTIALS_VAR;
 pub use auth::{SwiftAuth, SwiftConfig, storage_url_from_catalog};
 
 use super::opendal::OpendalStore;
