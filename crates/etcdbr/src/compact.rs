@@ -132,7 +132,10 @@ async fn compact_and_upload(
     );
     let stats = tokio::task::spawn_blocking(move || compact_db(&src, &dst, format))
         .await
-        .map_err(|e| Error::Config(format!("the compaction task failed: {e}")))?
+        .map_err(|e| Error::Io {
+            what: "the compaction task".into(),
+            source: std::io::Error::other(e),
+        })?
         .map_err(|e| Error::Restore(RestoreFailure::Build(e)))?;
     // The restored data dir is no longer needed: free its disk before the upload.
     let _ = std::fs::remove_dir_all(scratch);

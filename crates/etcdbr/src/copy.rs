@@ -148,9 +148,10 @@ pub async fn copy_backups(
     stop: &CancellationToken,
 ) -> Result<CopyReport> {
     if opts.parallel == 0 {
-        return Err(Error::Config(
-            "--max-parallel-copy-operations must be greater than 0".into(),
-        ));
+        return Err(Error::InvalidOption {
+            option: "--max-parallel-copy-operations",
+            requirement: "must be greater than 0",
+        });
     }
     if opts.wait_for_final {
         wait_for_final(source, opts, stop).await?;

@@ -9,9 +9,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A flag or option value is unusable.
-    #[error("{0}")]
-    Config(String),
+    /// The etcd connection settings are unusable.
+    #[error(transparent)]
+    EtcdConfig(#[from] crate::etcd::EtcdConfigError),
+    /// An option's value is out of its range.
+    #[error("{option} {requirement}")]
+    InvalidOption {
+        /// The flag.
+        option: &'static str,
+        /// What it must be.
+        requirement: &'static str,
+    },
+    /// A cron schedule never fires again.
+    #[error("the full snapshot schedule {spec:?} never fires again")]
+    NeverFires {
+        /// The schedule.
+        spec: String,
+    },
+    /// A membership call cannot be made.
+    #[error(transparent)]
+    Member(#[from] crate::member::MemberError),
     /// An etcd call failed.
     #[error("etcd {op} failed")]
     Etcd {
@@ -225,6 +242,15 @@ pub enum RestoreFailure {
 }
 
 impl Error {
+    /// Whether the error comes from the settings, which no retry can fix.
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::EtcdConfig(_) | Error::InvalidOption { .. } | Error::NeverFires { .. }
+        )
+    }
+
     /// Whether recovering needs a new full snapshot rather than resuming the delta chain.
     #[must_use]
     pub fn needs_full_snapshot(&self) -> bool {

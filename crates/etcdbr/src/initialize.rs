@@ -339,9 +339,13 @@ async fn execute(
             });
             r.map(|()| Outcome::Restored)
         }
-        (step, ..) => Err(Error::Config(format!(
-            "initialization planned {step:?} without the member or store it needs"
-        ))),
+        // A replace or scale-up is only planned for a cluster member, a restore only with a
+        // backup (so a store).
+        (step, ..) => Err(InitializeRefused {
+            status: DataDirStatus::Unknown,
+            reason: format!("initialization planned {step:?} without the member or store it needs"),
+        }
+        .into()),
     }
 }
 

@@ -41,6 +41,21 @@ pub struct MemberControl {
     pub events: Events,
 }
 
+/// Why a membership call cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The endpoint's member is a learner, which refuses membership calls.
+    #[error("{0} is a learner, which cannot answer membership calls")]
+    Learner(String),
+    /// No endpoint reaches the cluster.
+    #[error("no etcd endpoint to reach the cluster")]
+    NoEndpoint,
+    /// The cluster does not list this member.
+    #[error("member {0} is not in the cluster's member list")]
+    NotListed(String),
+}
+
 /// This member as the cluster lists it.
 struct Listed {
     id: u64,
@@ -81,9 +96,7 @@ impl MemberControl {
             let r = async {
                 let mut c = one.connect().await?;
                 if within("ask for the status", c.status()).await?.is_learner() {
-                    return Err(Error::Config(format!(
-                        "{endpoint} is a learner, which cannot answer membership calls"
-                    )));
+                    return Err(MemberError::Learner(endpoint.clone()).into());
                 }
                 Ok::<Client, Error>(c)
             }
@@ -93,7 +106,7 @@ impl MemberControl {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Config("no etcd endpoint to reach the cluster".into())))
+        Err(last.unwrap_or_else(|| MemberError::NoEndpoint.into()))
     }
 
     /// This member, when the cluster lists it by name or by peer URL (a learner that has not
@@ -264,10 +277,7 @@ impl MemberControl {
         let mut c = self.client().await?;
         let listed = within("list members", c.member_list()).await?;
         let Some(me) = listed.members().iter().find(|m| m.name() == self.name) else {
-            return Err(Error::Config(format!(
-                "member {} is not in the cluster's member list",
-                self.name
-            )));
+            return Err(MemberError::NotListed(self.name.clone()).into());
         };
         if self.peer_urls.iter().all(|u| me.peer_urls().contains(u)) {
             return Ok(false);

@@ -13,7 +13,7 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<CryptoProvider>);
@@ -78,9 +78,15 @@ pub(super) fn channel(
             tls = tls.identity(id.clone());
         }
         let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::Config(format!("invalid etcd endpoint {url:?}: {e}")))?
+            .map_err(|e| super::EtcdConfigError::BadEndpoint {
+                url: url.clone(),
+                message: e.to_string(),
+            })?
             .tls_config_with_verifier(tls, Arc::clone(&verifier))
-            .map_err(|e| Error::Config(format!("cannot set up TLS for {url:?}: {e}")))?
+            .map_err(|e| super::EtcdConfigError::Tls {
+                url: url.clone(),
+                message: e.to_string(),
+            })?
             .connect_timeout(connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))

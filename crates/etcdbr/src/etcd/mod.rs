@@ -88,43 +88,82 @@ impl fmt::Debug for EtcdOptions {
 /// message (etcd does not split them unless asked), far above gRPC's 4 MiB default.
 const MAX_DECODING_MESSAGE_SIZE: usize = i32::MAX as usize;
 
+/// Why the etcd connection settings are unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdConfigError {
+    /// No endpoint.
+    #[error("--endpoints must name at least one etcd client URL")]
+    NoEndpoints,
+    /// A timeout of zero.
+    #[error("{flag} must be greater than zero")]
+    ZeroTimeout {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// The snapshot timeout is below the connection timeout.
+    #[error("--etcd-snapshot-timeout must be greater than or equal to --etcd-connection-timeout")]
+    SnapshotTimeoutShorter,
+    /// Only one of the certificate and its key.
+    #[error("--cert and --key must be given together")]
+    CertWithoutKey,
+    /// A PEM file cannot be read.
+    #[error("cannot read {flag} file {path}")]
+    Pem {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An endpoint is not a usable URI.
+    #[error("invalid etcd endpoint {url:?}: {message}")]
+    BadEndpoint {
+        /// The endpoint.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// TLS cannot be set up for an endpoint.
+    #[error("cannot set up TLS for {url:?}: {message}")]
+    Tls {
+        /// The endpoint.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
 impl EtcdOptions {
     /// Checks the values as the original does.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the flag.
+    /// [`Error::EtcdConfig`] naming the flag.
     pub fn validate(&self) -> Result<()> {
-        if self.endpoints.is_empty() || self.endpoints.iter().any(String::is_empty) {
-            return Err(Error::Config(
-                "--endpoints must name at least one etcd client URL".into(),
-            ));
-        }
-        if self.connection_timeout.is_zero() {
-            return Err(Error::Config(
-                "--etcd-connection-timeout must be greater than zero".into(),
-            ));
-        }
-        if self.snapshot_timeout.is_zero() {
-            return Err(Error::Config(
-                "--etcd-snapshot-timeout must be greater than zero".into(),
-            ));
-        }
-        if self.snapshot_timeout < self.connection_timeout {
-            return Err(Error::Config(
-                "--etcd-snapshot-timeout must be greater than or equal to --etcd-connection-timeout".into(),
-            ));
-        }
-        if self.defrag_timeout.is_zero() {
-            return Err(Error::Config(
-                "--etcd-defrag-timeout must be greater than zero".into(),
-            ));
-        }
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(Error::Config(
-                "--cert and --key must be given together".into(),
-            ));
-        }
-        Ok(())
+        let check = || {
+            if self.endpoints.is_empty() || self.endpoints.iter().any(String::is_empty) {
+                return Err(EtcdConfigError::NoEndpoints);
+            }
+            for (flag, t) in [
+                ("--etcd-connection-timeout", self.connection_timeout),
+                ("--etcd-snapshot-timeout", self.snapshot_timeout),
+                ("--etcd-defrag-timeout", self.defrag_timeout),
+            ] {
+                if t.is_zero() {
+                    return Err(EtcdConfigError::ZeroTimeout { flag });
+                }
+            }
+            if self.snapshot_timeout < self.connection_timeout {
+                return Err(EtcdConfigError::SnapshotTimeoutShorter);
+            }
+            if self.cert_file.is_some() != self.key_file.is_some() {
+                return Err(EtcdConfigError::CertWithoutKey);
+            }
+            Ok(())
+        };
+        Ok(check()?)
     }
 
     /// Whether connections use TLS: when any certificate flag is set, or when
@@ -137,9 +176,15 @@ impl EtcdOptions {
             || !self.insecure_transport
     }
 
-    fn read_pem(flag: &str, path: &PathBuf) -> Result<Vec<u8>> {
-        std::fs::read(path)
-            .map_err(|e| Error::Config(format!("cannot read {flag} file {}: {e}", path.display())))
+    fn read_pem(flag: &'static str, path: &PathBuf) -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|source| {
+            EtcdConfigError::Pem {
+                flag,
+                path: path.clone(),
+                source,
+            }
+            .into()
+        })
     }
 
     fn identity(&self) -> Result<Option<Identity>> {
@@ -190,7 +235,7 @@ impl EtcdOptions {
     /// Connects to the endpoints.
     ///
     /// # Errors
-    /// [`Error::Config`] for unreadable certificate files, [`Error::Etcd`] when etcd cannot be
+    /// [`Error::EtcdConfig`] for unreadable certificate files, [`Error::Etcd`] when etcd cannot be
     /// reached within the connection timeout.
     pub async fn connect(&self) -> Result<Client> {
         let mut opts = ConnectOptions::new()

@@ -177,7 +177,7 @@ impl Snapshotter {
             };
             match ended {
                 Ok(()) => return Ok(()),
-                Err(e @ Error::Config(_)) => return Err(e),
+                Err(e) if e.is_config() => return Err(e),
                 Err(e) => {
                     let events = &self.opts.events;
                     events.emit(&Event::SnapshotterFailed { error: &e });
@@ -288,12 +288,13 @@ impl Snapshotter {
 
     fn next_full(&self) -> Result<Instant> {
         let now = Local::now();
-        let next = self.opts.schedule.next_after(now).ok_or_else(|| {
-            Error::Config(format!(
-                "the full snapshot schedule {:?} never fires again",
-                self.opts.schedule.spec()
-            ))
-        })?;
+        let next = self
+            .opts
+            .schedule
+            .next_after(now)
+            .ok_or_else(|| Error::NeverFires {
+                spec: self.opts.schedule.spec().to_owned(),
+            })?;
         tracing::info!("Will take next full snapshot at time: {next}");
         let wait = (next - now).to_std().unwrap_or_default();
         Ok(Instant::now() + wait)

@@ -10,10 +10,10 @@ use opendal::Operator;
 use opendal::services::Azblob;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish};
+use super::operator::{HttpOptions, operator};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Credentials, Env};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::ObjectStore;
 
 /// The variable naming the credentials file or directory (`…_JSON` for a JSON file).
@@ -84,8 +84,7 @@ impl AbsConfig {
             .endpoint(&self.endpoint)
             .account_name(&self.account)
             .account_key(&self.key);
-        let op = Operator::new(b).map_err(|e| Error::Config(format!("ABS: {e}")))?;
-        finish(op, &HttpOptions::default(), "ABS")
+        operator(b, &HttpOptions::default(), "ABS")
     }
 }
 

@@ -13,7 +13,7 @@ use opendal::Operator;
 use opendal::services::Gcs;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish};
+use super::operator::{HttpOptions, operator};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::Env;
 use crate::error::{Error, Result};
@@ -156,8 +156,7 @@ impl GcsConfig {
             Some(bytes) => b.credential(&base64::engine::general_purpose::STANDARD.encode(bytes)),
             None => b.skip_signature(),
         };
-        let op = Operator::new(b).map_err(|e| Error::Config(format!("GCS: {e}")))?;
-        finish(op, &HttpOptions::default(), "GCS")
+        operator(b, &HttpOptions::default(), "GCS")
     }
 }
 

@@ -90,6 +90,19 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
 ///
 /// # Errors
 /// [`Error::Config`] when the TLS options cannot be used.
+/// An operator for `builder`'s service, finished as every provider's is ([`finish`]).
+///
+/// # Errors
+/// [`Error::Config`] naming the provider, for unusable settings.
+pub(crate) fn operator<B: opendal::Builder>(
+    builder: B,
+    http: &HttpOptions,
+    provider: &str,
+) -> Result<Operator> {
+    let op = Operator::new(builder).map_err(|e| Error::Config(format!("{provider}: {e}")))?;
+    finish(op, http, provider)
+}
+
 pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result<Operator> {
     let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(30));
     if http.insecure_skip_verify {

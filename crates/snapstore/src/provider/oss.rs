@@ -8,10 +8,10 @@ use opendal::Operator;
 use opendal::services::Oss;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish, with_scheme};
+use super::operator::{HttpOptions, operator, with_scheme};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Credentials, Env};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::ObjectStore;
 
 /// The variable naming the credentials file or directory (`…_JSON` for a JSON file).
@@ -92,8 +92,7 @@ impl OssConfig {
         if self.path_style() {
             b = b.addressing_style("path");
         }
-        let op = Operator::new(b).map_err(|e| Error::Config(format!("OSS: {e}")))?;
-        finish(op, &HttpOptions::default(), "OSS")
+        operator(b, &HttpOptions::default(), "OSS")
     }
 }
 

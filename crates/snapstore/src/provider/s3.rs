@@ -19,7 +19,7 @@ use opendal::Operator;
 use opendal::services::S3;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish, with_scheme};
+use super::operator::{HttpOptions, operator, with_scheme};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Credentials, Env};
 use crate::error::{Error, Result};
@@ -255,8 +255,7 @@ impl S3Config {
         if self.request_checksums {
             b = b.checksum_algorithm("crc32c");
         }
-        let op = Operator::new(b).map_err(|e| Error::Config(format!("{provider}: {e}")))?;
-        finish(op, &self.http, provider.as_str())
+        operator(b, &self.http, provider.as_str())
     }
 }
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use opendal::Operator;
 use opendal::services::Swift;
 
 mod auth;
@@ -24,7 +23,7 @@ pub(crate) use auth::CREDENTIALS_VAR;
 pub use auth::{SwiftAuth, SwiftConfig, storage_url_from_catalog};
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, finish};
+use super::operator::{HttpOptions, operator};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::Env;
 use crate::error::{Error, Result};
@@ -157,8 +156,7 @@ impl SwiftStore {
             .container(&self.container)
             .root("/")
             .token(&token);
-        let op = Operator::new(b).map_err(|e| Error::Config(format!("Swift: {e}")))?;
-        let op = finish(op, &HttpOptions::default(), "Swift")?;
+        let op = operator(b, &HttpOptions::default(), "Swift")?;
         let store = OpendalStore::new(op, Provider::Swift, self.min_chunk, self.parallel);
         // Renew well before expiry (a long upload must not run out of token).
         let renew_at = Instant::now()
