@@ -35,15 +35,27 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// Why a cron schedule is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cron schedule {spec:?}: {problem}")]
+pub struct ScheduleError {
+    /// The schedule as given.
+    pub spec: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
 impl FromStr for Schedule {
-    type Err = String;
-    fn from_str(spec: &str) -> Result<Schedule, String> {
+    type Err = ScheduleError;
+    fn from_str(spec: &str) -> Result<Schedule, ScheduleError> {
+        let bad = |problem: String| ScheduleError {
+            spec: spec.to_owned(),
+            problem,
+        };
         if let Some(every) = spec.trim().strip_prefix("@every ") {
-            let d = etcdbr_types::go::go_duration(every.trim())
-                .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
+            let d = etcdbr_types::go::go_duration(every.trim()).map_err(|e| bad(e.to_string()))?;
             // As robfig/cron: below a second is a second; otherwise whole seconds.
-            let secs = i64::try_from(d.as_secs().max(1))
-                .map_err(|_| format!("invalid cron schedule {spec:?}: too long"))?;
+            let secs = i64::try_from(d.as_secs().max(1)).map_err(|_| bad("too long".into()))?;
             return Ok(Schedule {
                 spec: spec.to_owned(),
                 when: When::Every(chrono::Duration::seconds(secs)),
@@ -51,15 +63,15 @@ impl FromStr for Schedule {
         }
         let fields = spec.split_whitespace().count();
         if !spec.trim_start().starts_with('@') && fields != 5 {
-            return Err(format!(
-                "invalid cron schedule {spec:?}: expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"
-            ));
+            return Err(bad(format!(
+                "expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"
+            )));
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .build()
             .parse(spec)
-            .map_err(|e| format!("invalid cron schedule {spec:?}: {e}"))?;
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Schedule {
             spec: spec.to_owned(),
             when: When::Cron(Box::new(cron)),
@@ -129,7 +141,7 @@ mod tests {
         );
         assert!("@hourly".parse::<Schedule>().is_ok());
         let e = "0 0 */1 * * *".parse::<Schedule>().unwrap_err();
-        assert!(e.contains("expected 5 fields"), "{e}");
+        assert!(e.to_string().contains("expected 5 fields"), "{e}");
         assert!("61 * * * *".parse::<Schedule>().is_err());
         assert!("".parse::<Schedule>().is_err());
     }
@@ -150,7 +162,7 @@ mod tests {
         );
         assert_eq!(s.max_time_window_hours(), 24.0);
         let e = "@every soon".parse::<Schedule>().unwrap_err();
-        assert!(e.contains("invalid duration"), "{e}");
+        assert!(e.to_string().contains("invalid duration"), "{e}");
     }
 
     #[test]

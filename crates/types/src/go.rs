@@ -2,20 +2,45 @@
 
 use std::time::Duration;
 
+/// A value not in Go's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GoValueError {
+    /// Not a Go duration.
+    Duration(String),
+    /// A negative duration.
+    NegativeDuration(String),
+    /// Not a Go boolean.
+    Bool(String),
+}
+
+impl std::fmt::Display for GoValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GoValueError::Duration(s) => write!(
+                f,
+                "invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 20s, 1m30s, 1.5h"
+            ),
+            GoValueError::NegativeDuration(s) => {
+                write!(f, "invalid duration {s:?}: must not be negative")
+            }
+            GoValueError::Bool(s) => write!(f, "invalid boolean {s:?}: use true or false"),
+        }
+    }
+}
+
+impl std::error::Error for GoValueError {}
+
 /// Go's `time.ParseDuration`: a sequence of decimal numbers with units `ns`, `us`/`µs`, `ms`,
 /// `s`, `m`, `h` (e.g. `20s`, `1m30s`, `1.5h`), or a bare `0`. Negative durations are refused.
 ///
 /// # Errors
 /// A message naming the value and the accepted forms.
-pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 20s, 1m30s, 1.5h"
-        )
-    };
+pub fn go_duration(s: &str) -> Result<Duration, GoValueError> {
+    let bad = || GoValueError::Duration(s.to_owned());
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!("invalid duration {s:?}: must not be negative"));
+        return Err(GoValueError::NegativeDuration(s.to_owned()));
     }
     let t = t.strip_prefix('+').unwrap_or(t);
     if t == "0" {
@@ -81,11 +106,11 @@ pub fn fmt_go_duration(d: Duration) -> String {
 ///
 /// # Errors
 /// A message naming the value.
-pub fn go_bool(s: &str) -> Result<bool, String> {
+pub fn go_bool(s: &str) -> Result<bool, GoValueError> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?}: use true or false")),
+        _ => Err(GoValueError::Bool(s.to_owned())),
     }
 }
 
@@ -105,7 +130,12 @@ mod tests {
         for bad in ["", "20", "s", "1x", "1h-2m", "abc", "1..2s"] {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
-        assert!(go_duration("-1s").unwrap_err().contains("negative"));
+        assert!(
+            go_duration("-1s")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
     }
 
     #[test]

@@ -41,17 +41,20 @@ pub enum GcPolicy {
 }
 
 impl FromStr for GcPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<GcPolicy, String> {
+    type Err = UnknownGcPolicy;
+    fn from_str(s: &str) -> Result<GcPolicy, UnknownGcPolicy> {
         match s {
             "Exponential" => Ok(GcPolicy::Exponential),
             "LimitBased" => Ok(GcPolicy::LimitBased),
-            other => Err(format!(
-                "invalid garbage collection policy {other:?}; use Exponential or LimitBased"
-            )),
+            other => Err(UnknownGcPolicy(other.to_owned())),
         }
     }
 }
+
+/// A `--garbage-collection-policy` that is neither of the two.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid garbage collection policy {0:?}; use Exponential or LimitBased")]
+pub struct UnknownGcPolicy(pub String);
 
 impl fmt::Display for GcPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

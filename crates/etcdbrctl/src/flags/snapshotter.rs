@@ -15,7 +15,7 @@ use super::values::{go_bool, go_duration};
 #[command(next_help_heading = "Snapshots and garbage collection")]
 pub struct SnapshotterFlags {
     /// Cron schedule of full snapshots: 5 fields in local time, @hourly-style, or @every <duration>
-    #[arg(short = 's', long, default_value = "0 */1 * * *", value_parser = parse_schedule)]
+    #[arg(short = 's', long, default_value = "0 */1 * * *", value_parser = str::parse::<Schedule>)]
     pub schedule: Schedule,
 
     /// Period after which buffered events are saved as a delta snapshot; below 1s delta
@@ -32,7 +32,7 @@ pub struct SnapshotterFlags {
     pub garbage_collection_period: Duration,
 
     /// Garbage collection policy: Exponential or LimitBased
-    #[arg(long, default_value = "Exponential", value_parser = parse_policy)]
+    #[arg(long, default_value = "Exponential", value_parser = str::parse::<GcPolicy>)]
     pub garbage_collection_policy: GcPolicy,
 
     /// Full snapshots kept by the LimitBased policy
@@ -42,14 +42,6 @@ pub struct SnapshotterFlags {
     /// Deltas of older backup sets younger than this are kept (the latest set is always kept)
     #[arg(long, value_parser = go_duration, default_value = "0s")]
     pub delta_snapshot_retention_period: Duration,
-}
-
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    s.parse()
-}
-
-fn parse_policy(s: &str) -> Result<GcPolicy, String> {
-    s.parse()
 }
 
 impl SnapshotterFlags {
@@ -167,6 +159,6 @@ impl BackoffFlags {
 #[command(next_help_heading = "Defragmentation")]
 pub struct DefragFlags {
     /// Cron schedule of defragmenting every etcd member: 5 fields in local time, @daily-style, or @every <duration>
-    #[arg(long, default_value = "0 0 */3 * *", value_parser = parse_schedule)]
+    #[arg(long, default_value = "0 0 */3 * *", value_parser = str::parse::<Schedule>)]
     pub defragmentation_schedule: Schedule,
 }
