@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use clap::Args;
 use etcdbr::compact::CompactOptions;
-use snapstore::Provider;
 
 use crate::flags::restoration::RestorationFlags;
 use crate::flags::store::{StoreFlags, open_checked};
@@ -63,10 +62,7 @@ struct CompactorFlags {
 /// store failures.
 pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
-    let mut config = args.store.to_config()?;
-    if config.provider.is_none() {
-        config.provider = Some(Provider::Local);
-    }
+    let config = args.store.to_required_config()?;
     if args.compactor.enable_snapshot_lease_renewal {
         tracing::warn!(
             "--enable-snapshot-lease-renewal: updating the {:?} Lease is not supported by etcdbrctl yet; the compaction goes on without it",

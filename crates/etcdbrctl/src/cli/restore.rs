@@ -1,7 +1,6 @@
 //! `etcdbrctl restore`: build an etcd data directory from the latest backup set.
 
 use clap::Args;
-use snapstore::Provider;
 
 use crate::flags::restoration::RestorationFlags;
 use crate::flags::store::{StoreFlags, open_checked};
@@ -21,10 +20,7 @@ pub struct RestoreArgs {
 /// Invalid flags, an empty store, corrupt backups, or a target that exists.
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
-    let mut config = args.store.to_config()?;
-    if config.provider.is_none() {
-        config.provider = Some(Provider::Local);
-    }
+    let config = args.store.to_required_config()?;
     let store = open_checked(&config).await?;
     let opts = args.restoration.to_options();
     let report = etcdbr::restore::restore(&store, &opts).await?;

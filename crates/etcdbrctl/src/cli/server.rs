@@ -152,6 +152,34 @@ impl ServerArgs {
 /// # Errors
 /// Invalid flags, an unusable store or TLS files, or a port that cannot be bound.
 pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    warn_unsupported(&args);
+    let opts = resolve(&args)?;
+    if let Some(store) = &opts.store {
+        crate::cli::snapshot::create_temp_dir(&store.temp_dir)?;
+    }
+    etcdbr_server::run(opts, stop).await?;
+    Ok(())
+}
+
+/// Says which accepted flags do nothing in etcdbr.
+fn warn_unsupported(args: &ServerArgs) {
+    if args.server.enable_profiling {
+        tracing::warn!("--enable-profiling: etcdbr has no Go pprof endpoints; ignored");
+    }
+    let h = &args.health;
+    if h.enable_snapshot_lease_renewal || h.enable_member_lease_renewal {
+        tracing::warn!(
+            "Kubernetes Lease renewal ({:?}, {:?}, member leases every {:?}) is not supported by etcdbr yet; ignored",
+            h.full_snapshot_lease_name,
+            h.delta_snapshot_lease_name,
+            h.k8s_heartbeat_duration
+        );
+    }
+}
+
+/// The server's flags resolved into its options, once: every value validated, every default
+/// applied. Touches nothing but the TLS files' existence.
+fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
     let etcd = args.etcd.to_options();
     etcd.validate()?;
     args.snapshotter.validate()?;
@@ -163,53 +191,9 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
     if s.etcd_connection_timeout_leader_election <= Duration::from_secs(1) {
         anyhow::bail!("--etcd-connection-timeout-leader-election must be more than 1s");
     }
-    let tls = match (s.server_cert.is_empty(), s.server_key.is_empty()) {
-        (true, true) => None,
-        (false, false) => {
-            for (flag, f) in [
-                ("--server-cert", &s.server_cert),
-                ("--server-key", &s.server_key),
-            ] {
-                if !std::path::Path::new(f).is_file() {
-                    anyhow::bail!("{flag} {f}: no such file");
-                }
-            }
-            Some((PathBuf::from(&s.server_cert), PathBuf::from(&s.server_key)))
-        }
-        _ => anyhow::bail!("--server-cert and --server-key must be given together"),
-    };
-    if s.enable_profiling {
-        tracing::warn!("--enable-profiling: etcdbr has no Go pprof endpoints; ignored");
-    }
-    if args.health.enable_snapshot_lease_renewal || args.health.enable_member_lease_renewal {
-        tracing::warn!(
-            "Kubernetes Lease renewal ({:?}, {:?}, member leases every {:?}) is not supported by etcdbr yet; ignored",
-            args.health.full_snapshot_lease_name,
-            args.health.delta_snapshot_lease_name,
-            args.health.k8s_heartbeat_duration
-        );
-    }
-
-    let compression = args.compression.compression()?;
     let store = args.store.to_config()?;
-    if store.provider.is_some() {
-        crate::cli::snapshot::create_temp_dir(&store.temp_dir)?;
-    }
-    let secondary = match (
-        args.secondary_sync.secondary_backup_sync_enabled,
-        args.secondary.to_config()?,
-    ) {
-        (true, Some(c)) => Some(SecondaryOptions {
-            store: c,
-            sync_period: args.secondary_sync.secondary_backup_sync_period,
-        }),
-        (true, None) => {
-            anyhow::bail!("--secondary-backup-sync-enabled needs a --secondary-storage-provider")
-        }
-        (false, _) => None,
-    };
     let snapshotter = args.snapshotter.snapshotter_options(
-        compression,
+        args.compression.compression()?,
         &args.backoff,
         &store.temp_dir,
         etcd.snapshot_timeout,
@@ -232,14 +216,52 @@ pub async fn run(args: ServerArgs, stop: CancellationToken) -> anyhow::Result<()
         .gc_options(store.provider == Some(Provider::Swift));
     opts.gc_period = args.snapshotter.garbage_collection_period;
     opts.store = store.provider.is_some().then_some(store);
-    opts.secondary = secondary;
+    opts.secondary = secondary(args)?;
     opts.port = s.server_port;
     opts.bind = s.server_bind_address;
-    opts.tls = tls;
+    opts.tls = tls(s)?;
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
     opts.use_etcd_wrapper = s.use_etcd_wrapper;
     opts.etcd_conf = etcdbr_server::etcd_conf::path_from_env();
-    etcdbr_server::run(opts, stop).await?;
-    Ok(())
+    Ok(opts)
+}
+
+/// `--server-cert` and `--server-key`: both or neither, and both files present.
+fn tls(s: &ServerFlags) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    match (s.server_cert.is_empty(), s.server_key.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => {
+            for (flag, f) in [
+                ("--server-cert", &s.server_cert),
+                ("--server-key", &s.server_key),
+            ] {
+                if !std::path::Path::new(f).is_file() {
+                    anyhow::bail!("{flag} {f}: no such file");
+                }
+            }
+            Ok(Some((
+                PathBuf::from(&s.server_cert),
+                PathBuf::from(&s.server_key),
+            )))
+        }
+        _ => anyhow::bail!("--server-cert and --server-key must be given together"),
+    }
+}
+
+/// The secondary store when its sync is enabled (it then needs a provider).
+fn secondary(args: &ServerArgs) -> anyhow::Result<Option<SecondaryOptions>> {
+    match (
+        args.secondary_sync.secondary_backup_sync_enabled,
+        args.secondary.to_config()?,
+    ) {
+        (true, Some(c)) => Ok(Some(SecondaryOptions {
+            store: c,
+            sync_period: args.secondary_sync.secondary_backup_sync_period,
+        })),
+        (true, None) => {
+            anyhow::bail!("--secondary-backup-sync-enabled needs a --secondary-storage-provider")
+        }
+        (false, _) => Ok(None),
+    }
 }

@@ -36,10 +36,7 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
     etcd.validate()?;
     args.snapshotter.validate()?;
     let compression = args.compression.compression()?;
-    let mut store_config = args.store.to_config()?;
-    if store_config.provider.is_none() {
-        store_config.provider = Some(Provider::Local);
-    }
+    let store_config = args.store.to_required_config()?;
     create_temp_dir(&store_config.temp_dir)?;
     let store = open_checked(&store_config).await?;
     tracing::info!(

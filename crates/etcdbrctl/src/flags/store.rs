@@ -131,6 +131,17 @@ impl StoreFlags {
         c.provider = self.provider()?;
         finish(c, "")
     }
+
+    /// The store's configuration for a command that needs one: without `--storage-provider`,
+    /// the Local provider, as the original's `snapshot`, `restore` and `compact` default to.
+    ///
+    /// # Errors
+    /// As [`StoreFlags::to_config`].
+    pub fn to_required_config(&self) -> anyhow::Result<StoreConfig> {
+        let mut c = self.to_config()?;
+        c.provider.get_or_insert(snapstore::Provider::Local);
+        Ok(c)
+    }
 }
 
 impl SourceStoreFlags {
