@@ -67,7 +67,7 @@ if [ ! -x "$E35/usr/bin/etcd" ] || [ ! -x "$E35/usr/bin/etcdutl" ]; then
   echo "setup: etcd $fetched unpacked into $E35" >&2
 fi
 
-etcd --version | head -1 >&2
-"$E35/usr/bin/etcd" --version | head -1 >&2
+etcd --version | sed -n 1p >&2
+"$E35/usr/bin/etcd" --version | sed -n 1p >&2
 protoc --version >&2
 echo "$E35/usr/bin"
