@@ -11,6 +11,7 @@
 //! in a bitmap of one bit per entry; the second writes a fresh compact file with the marked
 //! entries and every other bucket copied, without decoding a value again.
 
+use etcdbr_types::Revision;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -27,7 +28,7 @@ use crate::{Error, current_revision};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactStats {
     /// The revision compacted at (the database's current revision).
-    pub revision: i64,
+    pub revision: Revision,
     /// `key` entries in the source.
     pub entries_before: u64,
     /// `key` entries kept.
@@ -69,7 +70,7 @@ pub fn compact_db(
     // entry survives (32 bytes a key with the hash).
     let mut newest: HashMap<KeyHash, u64> = HashMap::new();
     let mut stats = CompactStats {
-        revision,
+        revision: Revision(revision),
         ..CompactStats::default()
     };
     let mut entries = 0usize;

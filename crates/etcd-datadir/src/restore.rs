@@ -19,6 +19,7 @@
 //! after the base snapshot is not in the backup (grants are not watch events), so such keys are
 //! restored without a lease rather than with a dangling one.
 
+use etcdbr_types::Revision;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -138,9 +139,9 @@ pub struct RestoreOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreStats {
     /// The base db's revision.
-    pub base_revision: i64,
+    pub base_revision: Revision,
     /// The restored revision.
-    pub revision: i64,
+    pub revision: Revision,
     /// Events applied.
     pub applied_events: u64,
     /// Events skipped as overlaps (at or below the revision already restored).
@@ -233,8 +234,8 @@ impl RestoreWriter {
             sealed: base_revision,
             leases,
             stats: RestoreStats {
-                base_revision,
-                revision: base_revision,
+                base_revision: Revision(base_revision),
+                revision: Revision(base_revision),
                 ..RestoreStats::default()
             },
             value_buf: Vec::new(),
@@ -327,7 +328,7 @@ impl RestoreWriter {
             .map_err(RestoreError::Write)?;
         self.prev = r;
         self.stats.applied_events += 1;
-        self.stats.revision = r;
+        self.stats.revision = Revision(r);
         Ok(())
     }
 

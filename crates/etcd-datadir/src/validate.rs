@@ -15,6 +15,7 @@
 //!
 //! [`decide`] maps the status to the original's action.
 
+use etcdbr_types::Revision;
 use std::path::{Path, PathBuf};
 
 use crate::proto::{Fields, Value};
@@ -69,7 +70,7 @@ pub struct ValidationInput {
     /// Whether a store is configured; without one the revision check is skipped.
     pub store_configured: bool,
     /// The newest revision in the store (None: the store holds no backup).
-    pub latest_backup_revision: Option<i64>,
+    pub latest_backup_revision: Option<Revision>,
     /// Members in the etcd configuration's `initial-cluster` (0 or 1: a single member). In a
     /// multi-member cluster the revision is not compared with the store (the member catches
     /// up from the leader), and a data dir that fails the sanity checks while the store holds
@@ -85,7 +86,7 @@ pub struct Validation {
     /// Why, for logs.
     pub reason: String,
     /// The db's revision, when read.
-    pub db_revision: Option<i64>,
+    pub db_revision: Option<Revision>,
     /// Writes in the WAL not yet applied to the db.
     pub pending_wal_writes: u64,
 }
@@ -265,15 +266,15 @@ fn revision_check(input: &ValidationInput) -> Result<Validation, Validation> {
             DataDirStatus::Valid,
             "multi-member cluster: the revision is not compared with the store (the member catches up from the leader)",
         );
-        v.db_revision = Some(rev);
+        v.db_revision = Some(Revision(rev));
         return Ok(v);
     }
-    let Some(latest) = input.latest_backup_revision else {
+    let Some(latest) = input.latest_backup_revision.map(Revision::get) else {
         let mut v = Validation::new(
             DataDirStatus::Valid,
             "no backup in the store; nothing to compare the revision with",
         );
-        v.db_revision = Some(rev);
+        v.db_revision = Some(Revision(rev));
         return Ok(v);
     };
     if rev >= latest {
@@ -281,7 +282,7 @@ fn revision_check(input: &ValidationInput) -> Result<Validation, Validation> {
             DataDirStatus::Valid,
             format!("db revision {rev} is at or after the newest backup's {latest}"),
         );
-        v.db_revision = Some(rev);
+        v.db_revision = Some(Revision(rev));
         return Ok(v);
     }
     let consistent_index = read_consistent_index(&db);
@@ -304,7 +305,7 @@ fn revision_check(input: &ValidationInput) -> Result<Validation, Validation> {
             ),
         )
     };
-    v.db_revision = Some(rev);
+    v.db_revision = Some(Revision(rev));
     v.pending_wal_writes = pending;
     Ok(v)
 }
@@ -488,7 +489,7 @@ mod tests {
             mode: ValidationMode::Full,
             namespace: ns.map(str::to_owned),
             store_configured: true,
-            latest_backup_revision: Some(5),
+            latest_backup_revision: Some(Revision(5)),
             cluster_size: 1,
         };
         assert_eq!(validate(&input(None)).status, DataDirStatus::NotExist);
@@ -518,7 +519,7 @@ mod tests {
             data_dir: tmp.path().join("data"),
             mode: ValidationMode::Sanity,
             store_configured: true,
-            latest_backup_revision: latest,
+            latest_backup_revision: latest.map(Revision),
             cluster_size: 3,
             ..ValidationInput::default()
         };

@@ -141,7 +141,7 @@ async fn compact_and_upload(
     let _ = std::fs::remove_dir_all(scratch);
     tracing::info!(
         "Compacted the database at revision {}: {} of {} key entries kept",
-        stats.revision,
+        stats.revision.get(),
         stats.entries_after,
         stats.entries_before
     );
@@ -151,7 +151,7 @@ async fn compact_and_upload(
     let snapshot = Snapshot::new(
         Kind::Full,
         Revision::ZERO,
-        Revision(stats.revision),
+        stats.revision,
         created_on(restored),
         compression.suffix(),
         restored.full.is_final,

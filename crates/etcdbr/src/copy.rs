@@ -12,6 +12,7 @@ use futures::StreamExt;
 use snapstore::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, SnapStore, Snapshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{Event, Events};
 use crate::{Error, Result};
 
 /// What to copy and how.
@@ -31,6 +32,8 @@ pub struct CopyOptions {
     pub wait_for_final_timeout: Option<Duration>,
     /// How often the source is checked for a final snapshot (15 s in the original).
     pub final_check_interval: Duration,
+    /// Who hears about each object copied.
+    pub events: Events,
 }
 
 impl Default for CopyOptions {
@@ -42,6 +45,7 @@ impl Default for CopyOptions {
             wait_for_final: false,
             wait_for_final_timeout: None,
             final_check_interval: Duration::from_secs(15),
+            events: Events::none(),
         }
     }
 }
@@ -101,11 +105,16 @@ pub async fn sync_periodically(
     primary: SnapStore,
     secondary: SnapStore,
     period: Duration,
+    events: Events,
     stop: CancellationToken,
 ) {
+    let opts = CopyOptions {
+        events,
+        ..CopyOptions::default()
+    };
     tracing::info!("Starting backup sync to the secondary store every {period:?}");
     loop {
-        if let Err(e) = copy_backups(&primary, &secondary, &CopyOptions::default(), &stop).await {
+        if let Err(e) = copy_backups(&primary, &secondary, &opts, &stop).await {
             tracing::error!(
                 "Backup sync to the secondary store failed: {}",
                 crate::error_chain(&e)
@@ -193,9 +202,8 @@ pub async fn copy_backups(
         .map(|s: Snapshot| {
             let (source, dest, dest_prefix) = (source.clone(), dest.clone(), dest_prefix.clone());
             async move {
-                copy_one(&source, &dest, &s, &dest_prefix)
-                    .await
-                    .map_err(|e| (s.snap_name.clone(), e))
+                let copied = copy_one(&source, &dest, &s, &dest_prefix).await;
+                (s, copied)
             }
         })
         .buffer_unordered(opts.parallel)
@@ -209,13 +217,19 @@ pub async fn copy_backups(
         }
     };
     let mut failures = Vec::new();
-    for r in results {
-        match r {
+    for (snapshot, copied) in results {
+        let bytes = *copied.as_ref().unwrap_or(&0);
+        opts.events.emit(&Event::ObjectCopied {
+            snapshot: &snapshot,
+            bytes,
+            ok: copied.is_ok(),
+        });
+        match copied {
             Ok(n) => {
                 report.copied += 1;
                 report.bytes += n;
             }
-            Err(f) => failures.push(f),
+            Err(e) => failures.push((snapshot.snap_name, e)),
         }
     }
     let failed = failures.len();

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use etcdbr_types::Revision;
 use snapstore::{Kind, Snapshot};
 
 use crate::error::Error;
@@ -72,6 +73,42 @@ pub enum Event<'a> {
         /// How long it took.
         took: Duration,
         /// Whether it succeeded.
+        ok: bool,
+    },
+    /// A restore chose its backup set and starts fetching it.
+    RestoreStarted {
+        /// The base (full) snapshot.
+        full: &'a Snapshot,
+        /// Deltas to apply after it.
+        deltas: usize,
+        /// The revision the restore will reach.
+        revision: Revision,
+    },
+    /// A restore applied one delta of its chain.
+    DeltaApplied {
+        /// The delta.
+        snapshot: &'a Snapshot,
+        /// Deltas applied so far, this one included (1-based).
+        applied: usize,
+        /// Deltas in the chain.
+        of: usize,
+        /// The revision restored so far.
+        revision: Revision,
+    },
+    /// A restore finished building the data directory (before it is swapped in).
+    RestoreBuilt {
+        /// The revision restored.
+        revision: Revision,
+        /// How long it took.
+        took: Duration,
+    },
+    /// Copying an object to the destination store was tried.
+    ObjectCopied {
+        /// The source object.
+        snapshot: &'a Snapshot,
+        /// Bytes copied (as stored).
+        bytes: u64,
+        /// Whether the copy succeeded.
         ok: bool,
     },
     /// The member was added to its cluster as a learner.

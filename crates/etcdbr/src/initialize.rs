@@ -217,7 +217,7 @@ pub async fn initialize(
         (v, false)
     } else {
         let latest = match store {
-            Some(s) => s.latest_set().await?.last_revision().map(Revision::get),
+            Some(s) => s.latest_set().await?.last_revision(),
             None => None,
         };
         (
@@ -262,7 +262,7 @@ async fn membership(member: Option<&MemberControl>) -> Membership {
 async fn validate_data_dir(
     opts: &InitializeOptions,
     store_configured: bool,
-    latest_backup_revision: Option<i64>,
+    latest_backup_revision: Option<Revision>,
     member: Option<&MemberControl>,
 ) -> Result<Validation> {
     let input = ValidationInput {
@@ -377,12 +377,16 @@ async fn restore(store: &SnapStore, opts: &InitializeOptions) -> Result<()> {
     let part = layout::part_dir(data_dir);
     remove_leftover(&part)?;
     tracing::info!("Finding latest set of snapshot to recover from...");
-    let report = build_part(store, &opts.restore).await?;
+    let restore = RestoreOptions {
+        events: opts.events.clone(),
+        ..opts.restore.clone()
+    };
+    let report = build_part(store, &restore).await?;
     swap_in(&part, data_dir)?;
     tracing::info!(
         "Successfully restored the etcd data directory {} at revision {} from {} and {} deltas in {:.3}s",
         data_dir.display(),
-        report.stats.revision,
+        report.stats.revision.get(),
         report.full.snap_name,
         report.deltas,
         report.seconds

@@ -124,6 +124,7 @@ impl BackupService {
                 self.store.clone(),
                 secondary.store.clone(),
                 secondary.sync_period,
+                o.events.clone(),
                 parts.clone(),
             )));
             let mut gc = o.gc.clone();

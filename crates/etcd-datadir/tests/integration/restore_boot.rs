@@ -161,8 +161,8 @@ async fn restore_and_boot(format: DataDirFormat, boot: EtcdVersion) {
         rw.apply(ch).unwrap();
     }
     let stats = rw.finish().unwrap();
-    assert_eq!(stats.base_revision, base_rev);
-    assert_eq!(stats.revision, last);
+    assert_eq!(stats.base_revision.get(), base_rev);
+    assert_eq!(stats.revision.get(), last);
     assert_eq!(
         stats.skipped_events, 4,
         "the overlap with the base (revisions base-3..=base) is skipped"

@@ -21,6 +21,7 @@ use etcd_datadir::layout;
 use etcd_datadir::restore::{
     DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
 };
+use etcdbr_types::Revision;
 use futures::StreamExt;
 use snapstore::{ChainStep, SnapStore, Snapshot};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::{Error, RestoreFailure, Result};
+use crate::events::{Event, Events};
 use event_file::EventReader;
 
 mod event_file;
@@ -59,6 +61,8 @@ pub struct RestoreOptions {
     pub format: DataDirFormat,
     /// fsync what is written (true but for scratch restores that are read back at once).
     pub durable: bool,
+    /// Who hears about the restore's progress.
+    pub events: Events,
 }
 
 impl RestoreOptions {
@@ -76,6 +80,7 @@ impl RestoreOptions {
             temp_dir: PathBuf::from("default.restoration.tmp"),
             format: DataDirFormat::V35,
             durable: true,
+            events: Events::none(),
         }
     }
 }
@@ -144,7 +149,7 @@ fn log_report(opts: &RestoreOptions, report: &RestoreReport) {
     tracing::info!(
         "Successfully restored the etcd data directory {} at revision {} ({} events applied, {} skipped) in {:.3}s",
         opts.data_dir.display(),
-        report.stats.revision,
+        report.stats.revision.get(),
         report.stats.applied_events,
         report.stats.skipped_events,
         report.seconds
@@ -179,6 +184,11 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
         chain.len(),
         newest.last_revision
     );
+    opts.events.emit(&Event::RestoreStarted {
+        full: &full,
+        deltas: chain.len(),
+        revision: newest.last_revision,
+    });
     if chain.len() < set.deltas.len() {
         tracing::info!(
             "{} delta snapshots are covered by others (duplicates or overlaps) and are not applied",
@@ -214,14 +224,21 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
         let _ = std::fs::remove_dir(&opts.temp_dir);
     }
     match result {
-        Ok(stats) => Ok(RestoreReport {
-            full,
-            deltas: chain.len(),
-            newest,
-            listed_at,
-            stats,
-            seconds: started.elapsed().as_secs_f64(),
-        }),
+        Ok(stats) => {
+            let seconds = started.elapsed().as_secs_f64();
+            opts.events.emit(&Event::RestoreBuilt {
+                revision: stats.revision,
+                took: started.elapsed(),
+            });
+            Ok(RestoreReport {
+                full,
+                deltas: chain.len(),
+                newest,
+                listed_at,
+                stats,
+                seconds,
+            })
+        }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&part);
             Err(e)
@@ -306,14 +323,22 @@ async fn build(
         format: opts.format,
         durable: opts.durable,
     };
-    let part_path = part.to_path_buf();
+    let (part_path, events, of) = (part.to_path_buf(), opts.events.clone(), chain.len());
     let applier = tokio::task::spawn_blocking(move || -> Result<RestoreStats> {
         let mut w =
             RestoreWriter::in_place(&part_path, build_opts).map_err(RestoreFailure::from)?;
+        let mut applied = 0;
         while let Some(item) = rx.blocking_recv() {
             let (step, file) = item?;
             apply_delta(&mut w, &step, &file)?;
             let _ = std::fs::remove_file(&file);
+            applied += 1;
+            events.emit(&Event::DeltaApplied {
+                snapshot: &step.snapshot,
+                applied,
+                of,
+                revision: Revision(w.revision()),
+            });
         }
         Ok(w.finish().map_err(RestoreFailure::from)?)
     });

@@ -232,7 +232,7 @@ async fn restores_the_originals_backups_into_a_data_dir_etcd_boots() {
         let report = etcdbr::restore::restore(&store(prefix), &opts)
             .await
             .unwrap();
-        assert_eq!(report.stats.revision, 13, "{prefix}");
+        assert_eq!(report.stats.revision.get(), 13, "{prefix}");
 
         let mut etcd = Etcd::on_data_dir(
             EtcdVersion::V34,

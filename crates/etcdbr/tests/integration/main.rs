@@ -5,6 +5,7 @@ mod common;
 
 mod compat;
 mod connection;
+mod copy;
 mod faults;
 mod gc;
 mod snapshotter;

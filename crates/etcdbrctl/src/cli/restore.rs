@@ -29,7 +29,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         opts.data_dir.display(),
         report.full.snap_name,
         report.deltas,
-        report.stats.revision
+        report.stats.revision.get()
     );
     Ok(())
 }

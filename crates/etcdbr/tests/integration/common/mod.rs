@@ -299,8 +299,11 @@ pub async fn assert_restores_source(store: &SnapStore, etcd: &Etcd) -> i64 {
     o.initial_cluster_token = "tok".into();
     o.initial_advertise_peer_urls = vec![peer.clone()];
     o.temp_dir = dir.path().join("tmp");
+    let progress = Arc::new(Progress::default());
+    o.events = etcdbr::events::Events::none().with(progress.clone());
     let report = etcdbr::restore::restore(store, &o).await.unwrap();
-    let rev = report.stats.revision;
+    let rev = report.stats.revision.get();
+    progress.assert_reached(rev, report.deltas);
     let claimed = store.latest_set().await.unwrap().last_revision().unwrap();
     assert_eq!(
         rev,
@@ -356,6 +359,56 @@ pub async fn assert_restores_source(store: &SnapStore, etcd: &Etcd) -> i64 {
         "hashkv at revision {rev}"
     );
     rev
+}
+
+/// Keeps what a restore reports: the revision it plans to reach, each delta applied as
+/// (applied, of, revision), and the revision built.
+#[derive(Default)]
+struct Progress(std::sync::Mutex<Heard>);
+
+#[derive(Default, Clone)]
+struct Heard {
+    started: Option<i64>,
+    applied: Vec<(usize, usize, i64)>,
+    built: Option<i64>,
+}
+
+impl etcdbr::events::Observer for Progress {
+    fn observe(&self, event: &etcdbr::events::Event<'_>) {
+        use etcdbr::events::Event;
+        let mut p = self.0.lock().unwrap();
+        match event {
+            Event::RestoreStarted { revision, .. } => p.started = Some(revision.get()),
+            Event::DeltaApplied {
+                applied,
+                of,
+                revision,
+                ..
+            } => p.applied.push((*applied, *of, revision.get())),
+            Event::RestoreBuilt { revision, .. } => p.built = Some(revision.get()),
+            _ => {}
+        }
+    }
+}
+
+impl Progress {
+    /// The restore announced `rev`, reported each of its `deltas` in order with a rising
+    /// revision ending at `rev`, and reported reaching `rev`.
+    fn assert_reached(&self, rev: i64, deltas: usize) {
+        let Heard {
+            started,
+            applied,
+            built,
+        } = self.0.lock().unwrap().clone();
+        assert_eq!(started, Some(rev), "the planned revision");
+        assert_eq!(built, Some(rev), "the built revision");
+        let steps: Vec<(usize, usize)> = applied.iter().map(|&(a, of, _)| (a, of)).collect();
+        assert_eq!(steps, (1..=deltas).map(|a| (a, deltas)).collect::<Vec<_>>());
+        assert!(applied.windows(2).all(|w| w[0].2 < w[1].2), "{applied:?}");
+        if let Some(last) = applied.last() {
+            assert_eq!(last.2, rev, "the last delta reaches the restored revision");
+        }
+    }
 }
 
 /// An observer that keeps what it hears, as text (for tests of what the engine reports).
