@@ -181,22 +181,7 @@ pub async fn copy_backups(
         .filter(|s| !s.is_chunk)
         .map(|s| without_final(&s.snap_name).to_owned())
         .collect();
-    let mut report = CopyReport::default();
-    let mut todo = Vec::new();
-    for set in &sets {
-        for s in std::iter::once(&set.full).chain(&set.deltas) {
-            if present.contains(without_final(&s.snap_name)) {
-                tracing::info!(
-                    "Skipping {} snapshot {} as it already exists",
-                    s.kind,
-                    s.snap_name
-                );
-                report.skipped += 1;
-            } else {
-                todo.push(s.clone());
-            }
-        }
-    }
+    let (todo, skipped) = missing(&sets, &present);
     let dest_prefix = dest.layout_prefix().to_owned();
     let copies = futures::stream::iter(todo)
         .map(|s: Snapshot| {
@@ -216,30 +201,7 @@ pub async fn copy_backups(
             ));
         }
     };
-    let mut failures = Vec::new();
-    for (snapshot, copied) in results {
-        let bytes = *copied.as_ref().unwrap_or(&0);
-        opts.events.emit(&Event::ObjectCopied {
-            snapshot: &snapshot,
-            bytes,
-            ok: copied.is_ok(),
-        });
-        match copied {
-            Ok(n) => {
-                report.copied += 1;
-                report.bytes += n;
-            }
-            Err(e) => failures.push((snapshot.snap_name, e)),
-        }
-    }
-    let failed = failures.len();
-    if let Some((name, first)) = failures.into_iter().next() {
-        return Err(Error::CopyFailed {
-            failed,
-            first: name,
-            source: Box::new(first),
-        });
-    }
+    let report = tally(results, skipped, &opts.events)?;
     tracing::info!(
         "Backups copied: {} objects, {} bytes; {} already present",
         report.copied,
@@ -270,6 +232,67 @@ async fn copy_one(
     }
     tracing::info!("Successfully copied {} snapshot {}", s.kind, s.snap_name);
     Ok(n)
+}
+
+/// The objects of `sets` the destination lacks (`present` holds its names without `.final`),
+/// and how many it has.
+fn missing(sets: &[CopySet], present: &HashSet<String>) -> (Vec<Snapshot>, usize) {
+    let mut todo = Vec::new();
+    let mut skipped = 0;
+    for s in sets
+        .iter()
+        .flat_map(|set| std::iter::once(&set.full).chain(&set.deltas))
+    {
+        if present.contains(without_final(&s.snap_name)) {
+            tracing::info!(
+                "Skipping {} snapshot {} as it already exists",
+                s.kind,
+                s.snap_name
+            );
+            skipped += 1;
+        } else {
+            todo.push(s.clone());
+        }
+    }
+    (todo, skipped)
+}
+
+/// Reports each object's copy to `events` and sums them up; any failure makes the copy fail,
+/// naming how many failed and the first.
+fn tally(
+    results: Vec<(Snapshot, Result<u64>)>,
+    skipped: usize,
+    events: &Events,
+) -> Result<CopyReport> {
+    let mut report = CopyReport {
+        skipped,
+        ..CopyReport::default()
+    };
+    let mut failures = Vec::new();
+    for (snapshot, copied) in results {
+        let bytes = *copied.as_ref().unwrap_or(&0);
+        events.emit(&Event::ObjectCopied {
+            snapshot: &snapshot,
+            bytes,
+            ok: copied.is_ok(),
+        });
+        match copied {
+            Ok(n) => {
+                report.copied += 1;
+                report.bytes += n;
+            }
+            Err(e) => failures.push((snapshot.snap_name, e)),
+        }
+    }
+    let failed = failures.len();
+    if let Some((name, first)) = failures.into_iter().next() {
+        return Err(Error::CopyFailed {
+            failed,
+            first: name,
+            source: Box::new(first),
+        });
+    }
+    Ok(report)
 }
 
 /// Polls the source's four newest full snapshots until one is final, the timeout passes (then

@@ -17,13 +17,43 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The etcd configuration file describes a multi-member cluster this member cannot find
-    /// itself in.
-    #[error("{0}")]
-    Config(String),
+    /// The etcd configuration file is unusable (a multi-member cluster this member cannot find
+    /// itself in, say).
+    #[error("the etcd config file {}", path.display())]
+    EtcdConf {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: crate::etcd_conf::EtcdConfError,
+    },
     /// `--server-cert` / `--server-key` are unusable.
-    #[error("server TLS: {0}")]
-    Tls(String),
+    #[error("server TLS")]
+    Tls(#[from] TlsError),
+}
+
+/// Why `--server-cert` / `--server-key` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file is not readable PEM.
+    #[error("{flag} {}", path.display())]
+    Pem {
+        /// `--server-cert` or `--server-key`.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The PEM reader's reason.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("--server-cert {}: no certificate in the file", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    /// rustls refuses the configuration (the protocol versions, or a key that does not fit the
+    /// certificate).
+    #[error("the certificate and key cannot be used together")]
+    Config(#[source] rustls::Error),
 }
 
 /// Why a call to a sibling of this sidecar (the leader's sidecar, etcd-wrapper) failed.

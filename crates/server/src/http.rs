@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::snapshot_json::{LatestJson, SnapshotJson};
 use crate::state::Shared;
-use crate::{ServerError, ServerOptions, delegate, etcd_conf};
+use crate::{ServerError, ServerOptions, TlsError, delegate, etcd_conf};
 
 /// How long a client may take to send its request headers.
 pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -289,22 +289,26 @@ pub fn tls_acceptor(opts: &ServerOptions) -> Result<Option<TlsAcceptor>, ServerE
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(Iterator::collect)
-        .map_err(|e| ServerError::Tls(format!("--server-cert {}: {e}", cert.display())))?;
+        .map_err(|source| TlsError::Pem {
+            flag: "--server-cert",
+            path: cert.clone(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!(
-            "--server-cert {}: no certificate in the file",
-            cert.display()
-        )));
+        return Err(TlsError::NoCertificate(cert.clone()).into());
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ServerError::Tls(format!("--server-key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
+        flag: "--server-key",
+        path: key.clone(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| ServerError::Tls(format!("the certificate and key do not fit: {e}")))?;
+        .map_err(TlsError::Config)?;
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 

@@ -31,7 +31,7 @@ use etcdbr::snapshotter::SnapshotterOptions;
 use snapstore::StoreConfig;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{ServerError, SiblingError};
+pub use error::{ServerError, SiblingError, TlsError};
 
 /// The second store kept in sync with the first (`--secondary-*`).
 #[derive(Debug, Clone)]
@@ -113,11 +113,11 @@ impl ServerOptions {
 /// # Errors
 /// The port cannot be bound, the TLS files are unusable, or the store cannot be opened.
 pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(), ServerError> {
-    let member = etcd_conf::member_control(&opts.etcd_conf, &opts.etcd).map_err(|e| {
-        ServerError::Config(format!(
-            "the etcd config file {}: {e}",
-            opts.etcd_conf.display()
-        ))
+    let member = etcd_conf::member_control(&opts.etcd_conf, &opts.etcd).map_err(|source| {
+        ServerError::EtcdConf {
+            path: opts.etcd_conf.clone(),
+            source,
+        }
     })?;
     if let Some(m) = &member {
         tracing::info!(

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 use crate::name::{LAYOUT_V2, join_key};
 
 /// Minimum chunk size for chunked uploads (the S3 minimum part size).
@@ -73,17 +73,17 @@ impl fmt::Display for Provider {
 }
 
 impl FromStr for Provider {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Provider> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Provider, ConfigError> {
         Provider::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-                Error::Config(format!(
-                    "unsupported storage provider {s:?}; expected one of {}",
-                    names.join(", ")
-                ))
+                ConfigError::UnknownProvider {
+                    name: s.to_owned(),
+                    expected: names.join(", "),
+                }
             })
     }
 }
@@ -132,21 +132,13 @@ impl StoreConfig {
     /// [`Error::Config`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.max_parallel_chunk_uploads == 0 {
-            return Err(Error::Config(
-                "--max-parallel-chunk-uploads must be greater than zero".into(),
-            ));
+            return Err(ConfigError::NoParallelUploads.into());
         }
         if self.min_chunk_size < MIN_CHUNK_SIZE {
-            return Err(Error::Config(format!(
-                "--min-chunk-size is {} bytes; it must be at least 5 MiB ({MIN_CHUNK_SIZE} bytes)",
-                self.min_chunk_size
-            )));
+            return Err(ConfigError::ChunkTooSmall(self.min_chunk_size).into());
         }
         if !self.endpoint_override.is_empty() && !self.endpoint_override.contains("://") {
-            return Err(Error::Config(format!(
-                "--store-endpoint-override {:?} is not a URL (expected scheme://host[:port][/path])",
-                self.endpoint_override
-            )));
+            return Err(ConfigError::EndpointNotUrl(self.endpoint_override.clone()).into());
         }
         Ok(())
     }
@@ -182,11 +174,12 @@ impl StoreConfig {
             }
             Some(p) => {
                 if self.container.is_empty() {
-                    return Err(Error::Config(format!(
-                        "storage provider {p} needs a container: set --{}store-container or {}STORAGE_CONTAINER",
-                        flag_prefix(&self.env_prefix),
-                        self.env_prefix
-                    )));
+                    return Err(ConfigError::NoContainer {
+                        provider: p,
+                        flag_prefix: flag_prefix(&self.env_prefix),
+                        env_prefix: self.env_prefix.clone(),
+                    }
+                    .into());
                 }
             }
         }
@@ -201,6 +194,7 @@ fn flag_prefix(env_prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn provider_names_round_trip_and_unknown_is_an_error() {
@@ -241,7 +235,7 @@ mod tests {
             provider: Some(Provider::Gcs),
             ..StoreConfig::default()
         };
-        let e = c.resolve(|_| None).unwrap_err().to_string();
+        let e = reason(c.resolve(|_| None));
         assert!(
             e.contains("--store-container") && e.contains("STORAGE_CONTAINER"),
             "{e}"
@@ -254,26 +248,25 @@ mod tests {
             min_chunk_size: 1024,
             ..StoreConfig::default()
         };
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--min-chunk-size")
-        );
+        assert!(reason(c.validate()).contains("--min-chunk-size"));
         let c = StoreConfig {
             max_parallel_chunk_uploads: 0,
             ..StoreConfig::default()
         };
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--max-parallel-chunk-uploads")
-        );
+        assert!(reason(c.validate()).contains("--max-parallel-chunk-uploads"));
         let c = StoreConfig {
             endpoint_override: "localhost:9000".into(),
             ..StoreConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("not a URL"));
+        assert!(reason(c.validate()).contains("not a URL"));
+    }
+
+    /// The configuration error's message (the store error only says the configuration is
+    /// unusable; the reason is its source).
+    fn reason(r: Result<()>) -> String {
+        match r {
+            Err(Error::Config(c)) => c.to_string(),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     }
 }

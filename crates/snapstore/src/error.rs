@@ -8,8 +8,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The store configuration is unusable (unknown provider, missing container, …).
-    #[error("invalid snapstore configuration: {0}")]
-    Config(String),
+    #[error("invalid snapstore configuration")]
+    Config(#[from] ConfigError),
+    /// An object key that is not a plain relative path (the Local store refuses to leave its
+    /// directory).
+    #[error("object key {0:?} is not a plain relative path")]
+    BadKey(String),
     /// The container cannot be listed (bad credentials, unreachable endpoint, missing bucket).
     #[error("cannot access the {provider} container {container:?}")]
     Access {
@@ -90,6 +94,71 @@ pub enum Error {
         op: &'static str,
         /// Object key.
         key: String,
+    },
+}
+
+/// Why a store configuration is unusable; each names the flag or setting to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `--storage-provider` names no provider.
+    #[error("unsupported storage provider {name:?}; expected one of {expected}")]
+    UnknownProvider {
+        /// What was given.
+        name: String,
+        /// The provider names accepted.
+        expected: String,
+    },
+    /// `--max-parallel-chunk-uploads` is zero.
+    #[error("--max-parallel-chunk-uploads must be greater than zero")]
+    NoParallelUploads,
+    /// `--min-chunk-size` is below S3's minimum part size.
+    #[error("--min-chunk-size is {0} bytes; it must be at least 5 MiB ({min} bytes)", min = crate::MIN_CHUNK_SIZE)]
+    ChunkTooSmall(u64),
+    /// `--store-endpoint-override` is not a URL.
+    #[error("--store-endpoint-override {0:?} is not a URL (expected scheme://host[:port][/path])")]
+    EndpointNotUrl(String),
+    /// A remote provider has no container.
+    #[error(
+        "storage provider {provider} needs a container: set --{flag_prefix}store-container or {env_prefix}STORAGE_CONTAINER"
+    )]
+    NoContainer {
+        /// The provider.
+        provider: crate::Provider,
+        /// `source-` for the copy source's flags, else empty.
+        flag_prefix: String,
+        /// The variables' prefix (`SOURCE_` for the copy source).
+        env_prefix: String,
+    },
+    /// The Local provider needs `$HOME`.
+    #[error("the Local storage provider stores below $HOME, but HOME is not set")]
+    NoHome,
+    /// The storage library refuses the provider's settings.
+    #[error("{provider}: unusable settings")]
+    Builder {
+        /// The provider.
+        provider: String,
+        /// The storage library's reason.
+        #[source]
+        source: opendal::Error,
+    },
+    /// `trustedCaCert` is not PEM.
+    #[error("{provider}: trustedCaCert is not a PEM certificate")]
+    TrustedCa {
+        /// The provider.
+        provider: String,
+        /// The parser's reason.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The HTTP client cannot be built (the TLS stack refuses its settings).
+    #[error("{provider}: cannot build the HTTP client")]
+    HttpClient {
+        /// The provider.
+        provider: String,
+        /// The HTTP library's reason.
+        #[source]
+        source: reqwest::Error,
     },
 }
 

@@ -28,7 +28,7 @@ mod store;
 pub mod upload;
 
 pub use config::{DEFAULT_LOCAL_CONTAINER, MIN_CHUNK_SIZE, Provider, StoreConfig};
-pub use error::{Error, Result};
+pub use error::{ConfigError, Error, Result};
 pub use list::{BackupSet, ChainError, ChainStep};
 pub use name::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key};
 pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};

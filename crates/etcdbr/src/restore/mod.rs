@@ -265,38 +265,7 @@ async fn build(
     let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(ChainStep, PathBuf)>>(1);
-    let producer = {
-        let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
-        let permits = Arc::clone(&permits);
-        tokio::spawn(async move {
-            // Each download is its own task, so downloads go on while this loop waits for the
-            // applier; dropping the stream (on abort) aborts them.
-            let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
-                .map(|(i, d)| {
-                    let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
-                    let permits = Arc::clone(&permits);
-                    AbortOnDropHandle::new(tokio::spawn(async move {
-                        let _permit = permits.acquire_owned().await;
-                        fetch::delta(&store, &d.snapshot, &path)
-                            .await
-                            .map(|()| (d, path))
-                    }))
-                })
-                .buffered(fetchers)
-                .map(|joined| {
-                    joined.map_err(|e| Error::Io {
-                        what: "delta download".into(),
-                        source: io::Error::other(e),
-                    })?
-                });
-            while let Some(item) = downloads.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break; // the applier stopped (its error is reported) or a download failed
-                }
-            }
-        })
-    };
+    let producer = spawn_downloads(store, chain, scratch, fetchers, &permits, tx);
     // The full snapshot goes straight into the data directory, which is then restored in place.
     let db = layout::db_path(part);
     let snap_dir = layout::snap_dir(part);
@@ -352,6 +321,50 @@ async fn build(
         let _ = sync.await;
     }
     result?
+}
+
+/// Starts downloading and decoding the chain's deltas, at most `fetchers` at once (each holding
+/// one of `permits` while it runs), into event files in `scratch`, sent in chain order to `tx`.
+/// Stops at the first failure (sent) or when the applier hangs up; aborting the returned task
+/// aborts the downloads.
+fn spawn_downloads(
+    store: &SnapStore,
+    chain: &[ChainStep],
+    scratch: &Path,
+    fetchers: usize,
+    permits: &Arc<Semaphore>,
+    tx: mpsc::Sender<Result<(ChainStep, PathBuf)>>,
+) -> tokio::task::JoinHandle<()> {
+    let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
+    let permits = Arc::clone(permits);
+    tokio::spawn(async move {
+        // Each download is its own task, so downloads go on while this loop waits for the
+        // applier; dropping the stream (on abort) aborts them.
+        let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
+            .map(|(i, d)| {
+                let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
+                let permits = Arc::clone(&permits);
+                AbortOnDropHandle::new(tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    fetch::delta(&store, &d.snapshot, &path)
+                        .await
+                        .map(|()| (d, path))
+                }))
+            })
+            .buffered(fetchers)
+            .map(|joined| {
+                joined.map_err(|e| Error::Io {
+                    what: "delta download".into(),
+                    source: io::Error::other(e),
+                })?
+            });
+        while let Some(item) = downloads.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break; // the applier stopped (its error is reported) or a download failed
+            }
+        }
+    })
 }
 
 /// Applies one delta of the chain as its own segment: its events at or below the revision

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::name::{LAYOUT_V1, LAYOUT_V2};
 use crate::store::{Body, ObjectMeta, ObjectStore};
 
@@ -43,11 +43,7 @@ impl LocalStore {
     pub fn for_container(container: &str) -> Result<LocalStore> {
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| {
-                Error::Config(
-                    "the Local storage provider stores below $HOME, but HOME is not set".into(),
-                )
-            })?;
+            .ok_or(ConfigError::NoHome)?;
         let root = Path::new(&home).join(container.trim_start_matches('/'));
         tracing::info!("Local snapstore directory: {}", root.display());
         LocalStore::new(root)
@@ -62,9 +58,7 @@ impl LocalStore {
     fn path(&self, key: &str) -> Result<PathBuf> {
         let rel = Path::new(key);
         if key.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::Config(format!(
-                "object key {key:?} is not a plain relative path"
-            )));
+            return Err(Error::BadKey(key.to_owned()));
         }
         Ok(self.root.join(rel))
     }
@@ -346,8 +340,8 @@ mod tests {
         let s = LocalStore::new(dir.path()).unwrap();
         assert!(matches!(
             s.put("../x", body(b""), None).await,
-            Err(Error::Config(_))
+            Err(Error::BadKey(_))
         ));
-        assert!(matches!(s.get("/etc/passwd").await, Err(Error::Config(_))));
+        assert!(matches!(s.get("/etc/passwd").await, Err(Error::BadKey(_))));
     }
 }

@@ -8,7 +8,7 @@ use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer};
 use opendal::{Buffer, HttpBody, HttpTransport, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 
 /// How the HTTP client reaches the provider.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +99,10 @@ pub(crate) fn operator<B: opendal::Builder>(
     http: &HttpOptions,
     provider: &str,
 ) -> Result<Operator> {
-    let op = Operator::new(builder).map_err(|e| Error::Config(format!("{provider}: {e}")))?;
+    let op = Operator::new(builder).map_err(|source| ConfigError::Builder {
+        provider: provider.to_owned(),
+        source,
+    })?;
     finish(op, http, provider)
 }
 
@@ -112,18 +115,20 @@ pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result
         client = client.danger_accept_invalid_certs(true);
     }
     if let Some(pem) = &http.trusted_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-            Error::Config(format!(
-                "{provider}: trustedCaCert is not a PEM certificate: {e}"
-            ))
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|source| {
+            ConfigError::TrustedCa {
+                provider: provider.to_owned(),
+                source,
+            }
         })?;
         for c in certs {
             client = client.add_root_certificate(c);
         }
     }
-    let client = client
-        .build()
-        .map_err(|e| Error::Config(format!("{provider}: cannot build the HTTP client: {e}")))?;
+    let client = client.build().map_err(|source| ConfigError::HttpClient {
+        provider: provider.to_owned(),
+        source,
+    })?;
     let transport = HttpTransporter::new(Transport(ReqwestTransport::new(client)));
     Ok(op
         .with_context(OperationContext::new().with_http_transport(transport))

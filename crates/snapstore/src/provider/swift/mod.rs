@@ -26,7 +26,7 @@ use super::opendal::OpendalStore;
 use super::operator::{HttpOptions, operator};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::Env;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::store::{Body, ObjectMeta, ObjectStore};
 
 struct Session {
@@ -306,7 +306,10 @@ pub(crate) fn build(config: &StoreConfig, env: &dyn Env) -> Result<Arc<dyn Objec
         .connect_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| Error::Config(format!("Swift: {e}")))?;
+        .map_err(|source| ConfigError::HttpClient {
+            provider: "Swift".into(),
+            source,
+        })?;
     Ok(Arc::new(SwiftStore {
         cfg: SwiftConfig { auth_url, ..cfg },
         container: config.container.clone(),
