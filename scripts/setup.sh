@@ -27,6 +27,9 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 [ -x /usr/bin/time ] || need_apt+=(time)
 # Go's standard library decompresses our snapshots in tests/compat.rs, as the original reads them.
 command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+# An independent client reads the Leases etcdbr writes to the in-test API server (Debian's
+# kubernetes-client, unless a kubectl is already installed).
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   $SUDO apt-get update -qq

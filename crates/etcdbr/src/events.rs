@@ -43,6 +43,9 @@ pub enum Event<'a> {
     },
     /// The watch is current and there is nothing to save: backups are being made.
     SnapshotterCurrent,
+    /// A delta period ended with no events to save: the chain is current without a new delta
+    /// (the delta snapshot Lease is renewed on it, as after a delta).
+    DeltaSkipped,
     /// GC tried to delete an object.
     GcDeleted {
         /// The object.

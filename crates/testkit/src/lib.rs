@@ -9,6 +9,7 @@
 
 mod etcd;
 mod faulty;
+pub mod kube_api;
 mod ports;
 pub mod proxy;
 pub mod stores;
@@ -17,5 +18,6 @@ mod tls;
 pub use etcd::{ClientTls, Etcd, EtcdVersion};
 pub use etcd_client;
 pub use faulty::FaultyStore;
+pub use kube_api::KubeApi;
 pub use ports::free_port;
 pub use tls::TestCerts;

@@ -253,6 +253,7 @@ impl<'a> Session<'a> {
         tracing::info!("Taking delta snapshot for time: {}", Local::now());
         let Some(pending): Option<PendingDelta> = chain.deltas.take() else {
             tracing::info!("No events received to save snapshot. Skipping delta snapshot.");
+            s.opts.events.emit(&Event::DeltaSkipped);
             return Ok(());
         };
         self.drain_upload().await?;
