@@ -27,6 +27,12 @@ pub enum ServerError {
         #[source]
         source: crate::etcd_conf::EtcdConfError,
     },
+    /// The Kubernetes client for the Leases cannot be set up.
+    #[error("Kubernetes Leases")]
+    Kube(#[from] etcdbr_k8s::Error),
+    /// The etcd configuration does not say which member Lease is this sidecar's.
+    #[error("the member Lease")]
+    MemberLease(#[from] crate::etcd_conf::EtcdConfError),
     /// `--server-cert` / `--server-key` are unusable.
     #[error("server TLS")]
     Tls(#[from] TlsError),

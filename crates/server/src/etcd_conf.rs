@@ -216,6 +216,31 @@ fn member_name(config: &Mapping) -> Result<String, EtcdConfError> {
     })
 }
 
+/// The member Lease's name (`[<member-name-prefix>-]$POD_NAME`) and whether this member's peer
+/// URLs use https, from the etcd configuration at `path`; without a readable file, `$POD_NAME`
+/// and plain http.
+///
+/// # Errors
+/// `POD_NAME` is unset, or the file names no peer URLs for this member.
+pub fn member_lease(path: &Path) -> Result<(String, bool), EtcdConfError> {
+    let Ok(config) = load(path) else {
+        tracing::warn!(
+            "No etcd config at {}: the member Lease is $POD_NAME and peer TLS is taken as off",
+            path.display()
+        );
+        let pod = std::env::var("POD_NAME").map_err(|_| EtcdConfError::NoPodName)?;
+        return Ok((pod, false));
+    };
+    let name = member_name(&config)?;
+    let tls = match config.get("initial-advertise-peer-urls") {
+        Some(_) => urls_of(&config, "initial-advertise-peer-urls", &name)?
+            .split(',')
+            .any(|u| u.trim().starts_with("https://")),
+        None => false,
+    };
+    Ok((name, tls))
+}
+
 /// Renders the configuration (and writes it to `$HOME/etcd.conf.yaml`).
 ///
 /// # Errors

@@ -172,6 +172,11 @@ async fn lead(shared: Arc<Shared>, opts: ServerOptions, token: CancellationToken
         opts.defrag_schedule.clone(),
     );
     backup.events = crate::metrics::events();
+    if let Some(leases) = &shared.leases
+        && let Some(observer) = leases.snapshot_observer(&store, &token).await
+    {
+        backup.events = backup.events.with(observer);
+    }
     backup.secondary =
         opts.secondary
             .as_ref()

@@ -14,6 +14,7 @@ mod error;
 pub mod etcd_conf;
 pub mod http;
 pub mod leader;
+pub mod leases;
 pub mod metrics;
 pub mod peer_url;
 pub mod snapshot_json;
@@ -76,6 +77,8 @@ pub struct ServerOptions {
     pub etcd_conf: PathBuf,
     /// `--use-etcd-wrapper`: after a peer URL update, ask etcd-wrapper to restart etcd.
     pub use_etcd_wrapper: bool,
+    /// The Kubernetes Leases kept for etcd-druid.
+    pub leases: leases::LeaseOptions,
 }
 
 impl ServerOptions {
@@ -104,6 +107,7 @@ impl ServerOptions {
             leader_etcd_timeout: Duration::from_secs(5),
             etcd_conf: PathBuf::from(etcd_conf::DEFAULT_ETCD_CONF),
             use_etcd_wrapper: false,
+            leases: leases::LeaseOptions::default(),
         }
     }
 }
@@ -152,7 +156,8 @@ pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(),
         }
         None => None,
     };
-    let shared = Arc::new(state::Shared::new(&opts, store));
+    let leases = leases::start(&opts.leases, &opts.etcd_conf, &opts.etcd, &stop).await?;
+    let shared = Arc::new(state::Shared::new(&opts, store, leases));
     let listener = http::bind(&opts).await?;
     tracing::info!(
         "Serving the etcdbr HTTP API on {}://{}",

@@ -55,12 +55,18 @@ pub struct Shared {
     pub tls: bool,
     /// The etcd configuration file `/config` renders.
     pub etcd_conf: std::path::PathBuf,
+    /// The Kubernetes client of the Leases, when any is kept.
+    pub(crate) leases: Option<crate::leases::Leases>,
 }
 
 impl Shared {
     /// Fresh state: `/healthz` 503, initialization `New`, no snapshotter.
     #[must_use]
-    pub fn new(opts: &ServerOptions, store: Option<SnapStore>) -> Shared {
+    pub(crate) fn new(
+        opts: &ServerOptions,
+        store: Option<SnapStore>,
+        leases: Option<crate::leases::Leases>,
+    ) -> Shared {
         Shared {
             health: AtomicU16::new(503),
             init: Mutex::new(InitStatus::New),
@@ -71,6 +77,7 @@ impl Shared {
             port: opts.port,
             tls: opts.tls.is_some(),
             etcd_conf: opts.etcd_conf.clone(),
+            leases,
         }
     }
 

@@ -45,8 +45,8 @@ struct CompactorFlags {
     #[arg(long, default_value = "delta-snapshot-revisions")]
     delta_snapshot_lease_name: String,
 
-    /// Update the full snapshot Lease after the upload. Not supported yet: a warning is logged
-    /// and the compaction goes on
+    /// Update the full snapshot Lease (--full-snapshot-lease-name, in POD_NAMESPACE) with the
+    /// compacted snapshot's revision after the upload, as etcd-druid's compaction Job expects
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     enable_snapshot_lease_renewal: bool,
 
@@ -63,17 +63,40 @@ struct CompactorFlags {
 pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
     let config = args.store.to_required_config()?;
-    if args.compactor.enable_snapshot_lease_renewal {
-        tracing::warn!(
-            "--enable-snapshot-lease-renewal: updating the {:?} Lease is not supported by etcdbrctl yet; the compaction goes on without it",
-            args.compactor.full_snapshot_lease_name
-        );
-    }
+    // Connect first: a missing Kubernetes configuration fails before any work.
+    let leases = if args.compactor.enable_snapshot_lease_renewal {
+        Some(etcdbr_k8s::LeaseApi::new(
+            &etcdbr_k8s::Kube::connect().await?,
+        ))
+    } else {
+        None
+    };
     let store = open_checked(&config).await?;
     let opts = CompactOptions::new(args.restoration.to_options(), config.temp_dir.clone());
-    etcdbr::compact::compact(&store, &opts).await?;
+    let report = etcdbr::compact::compact(&store, &opts).await?;
+    if let Some(leases) = leases {
+        update_full_lease(
+            &leases,
+            &args.compactor.full_snapshot_lease_name,
+            &report.snapshot,
+        )
+        .await;
+    }
     if !args.compactor.metrics_scrape_wait_duration.is_zero() {
         tokio::time::sleep(args.compactor.metrics_scrape_wait_duration).await;
     }
     Ok(())
+}
+
+/// Raises the full snapshot Lease to the compacted snapshot. A failure is logged, not fatal (as
+/// the original): the snapshot is stored, and the sidecar's next full snapshot renews the Lease.
+async fn update_full_lease(leases: &etcdbr_k8s::LeaseApi, name: &str, s: &snapstore::Snapshot) {
+    let rev = s.last_revision.get();
+    match leases.raise_revision(name, rev, s.created_on, false).await {
+        Ok(r) => tracing::info!("Full snapshot Lease {name}: revision {rev} ({r:?})"),
+        Err(e) => tracing::warn!(
+            "The compacted snapshot is stored, but the full snapshot Lease {name} was not updated: {}",
+            etcdbr::error_chain(&e)
+        ),
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use etcdbr::initialize::{InitializeOptions, ValidationMode};
+use etcdbr_k8s::SnapshotLeaseNames;
+use etcdbr_server::leases::LeaseOptions;
 use etcdbr_server::{SecondaryOptions, ServerOptions};
 use snapstore::Provider;
 use tokio_util::sync::CancellationToken;
@@ -103,15 +105,18 @@ struct SecondarySyncFlags {
     secondary_backup_sync_period: Duration,
 }
 
-/// Kubernetes Lease renewal (not supported by etcdbr yet; the flags are accepted).
+/// The Kubernetes Leases etcd-druid reads (client from KUBECONFIG or the pod's service account;
+/// namespace from POD_NAMESPACE; the member Lease is `[<member-name-prefix>-]$POD_NAME`).
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Kubernetes leases (not supported yet)")]
+#[command(next_help_heading = "Kubernetes leases")]
 struct HealthFlags {
-    /// Accepted; etcdbr does not update snapshot Leases yet (a warning is logged)
+    /// Keep the full and delta snapshot Leases at the latest snapshots' revisions (etcd-druid's
+    /// BackupReady condition and compaction read them; they must exist: they are never created)
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     enable_snapshot_lease_renewal: bool,
 
-    /// Accepted; etcdbr does not renew member Leases yet (a warning is logged)
+    /// Renew this member's Lease every --k8s-heartbeat-duration with
+    /// `<memberID>:<clusterID>:<Leader|Member>` (etcd-druid's member readiness reads it)
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     enable_member_lease_renewal: bool,
 
@@ -166,14 +171,36 @@ fn warn_unsupported(args: &ServerArgs) {
     if args.server.enable_profiling {
         tracing::warn!("--enable-profiling: etcdbr has no Go pprof endpoints; ignored");
     }
-    let h = &args.health;
-    if h.enable_snapshot_lease_renewal || h.enable_member_lease_renewal {
-        tracing::warn!(
-            "Kubernetes Lease renewal ({:?}, {:?}, member leases every {:?}) is not supported by etcdbr yet; ignored",
-            h.full_snapshot_lease_name,
-            h.delta_snapshot_lease_name,
-            h.k8s_heartbeat_duration
-        );
+}
+
+impl HealthFlags {
+    /// The Leases to keep.
+    fn to_options(&self) -> anyhow::Result<LeaseOptions> {
+        if self.enable_member_lease_renewal && self.k8s_heartbeat_duration.is_zero() {
+            anyhow::bail!("--k8s-heartbeat-duration must be greater than zero");
+        }
+        for (flag, name) in [
+            ("--full-snapshot-lease-name", &self.full_snapshot_lease_name),
+            (
+                "--delta-snapshot-lease-name",
+                &self.delta_snapshot_lease_name,
+            ),
+        ] {
+            if self.enable_snapshot_lease_renewal && name.is_empty() {
+                anyhow::bail!("{flag} must name a Lease");
+            }
+        }
+        Ok(LeaseOptions {
+            snapshot: self
+                .enable_snapshot_lease_renewal
+                .then(|| SnapshotLeaseNames {
+                    full: self.full_snapshot_lease_name.clone(),
+                    delta: self.delta_snapshot_lease_name.clone(),
+                }),
+            heartbeat: self
+                .enable_member_lease_renewal
+                .then_some(self.k8s_heartbeat_duration),
+        })
     }
 }
 
@@ -223,6 +250,7 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
     opts.use_etcd_wrapper = s.use_etcd_wrapper;
+    opts.leases = args.health.to_options()?;
     opts.etcd_conf = etcdbr_server::etcd_conf::path_from_env();
     Ok(opts)
 }

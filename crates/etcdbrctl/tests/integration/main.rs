@@ -10,6 +10,7 @@ mod copy;
 mod corruption;
 mod faults;
 mod initialize;
+mod leases;
 mod providers;
 mod restore;
 mod server;

@@ -17,9 +17,22 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn start(home: &Path, name: &str, etcd: &Etcd, port: u16, extra: &[&str]) -> Sidecar {
+        Sidecar::start_with_env(home, name, etcd, port, extra, &[])
+    }
+
+    /// As [`Sidecar::start`], with more variables (`KUBECONFIG`, `POD_NAMESPACE`, ...).
+    pub fn start_with_env(
+        home: &Path,
+        name: &str,
+        etcd: &Etcd,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sidecar {
         let log = home.join(format!("{name}.log"));
         let child = bin()
             .env_clear()
+            .envs(env.iter().copied())
             .env("HOME", home)
             .env("POD_NAME", name)
             .env("ETCD_CONF", home.join("etcd.conf.yaml.in"))
