@@ -195,3 +195,72 @@ async fn druid_leases_etcd34() {
 async fn druid_leases_etcd35() {
     druid_leases(EtcdVersion::V35).await;
 }
+
+/// Each member's ID, from its own etcd.
+async fn member_id(m: &Etcd) -> u64 {
+    let mut c = m.client().await.unwrap();
+    c.status().await.unwrap().header().unwrap().member_id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_leases_name_each_member_and_follow_leadership() {
+    let api = KubeApi::start_new().await;
+    let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("etcd.conf.yaml.in"),
+        crate::common::cluster_conf(&members),
+    )
+    .unwrap();
+    for i in 0..3 {
+        api.create_lease(NS, &format!("m{i}"));
+    }
+    let kubeconfig = api.kubeconfig(&home.path().join("kubeconfig"), SIDECAR_TOKEN, NS);
+    let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
+    let env = [("KUBECONFIG", kubeconfig.as_str()), ("POD_NAMESPACE", NS)];
+    let port = testkit::free_port();
+    let flags = [
+        "--enable-member-lease-renewal=true",
+        "--k8s-heartbeat-duration=1s",
+    ];
+    let sidecars: Vec<Sidecar> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Sidecar::start_with_env(home.path(), &format!("m{i}"), m, port, &flags, &env))
+        .collect();
+    let mut ids = Vec::new();
+    for m in &members {
+        ids.push(member_id(m).await);
+    }
+    let mut c = members[0].client().await.unwrap();
+    let cluster = c.status().await.unwrap().header().unwrap().cluster_id();
+    let expect = |leader: usize| -> Vec<String> {
+        (0..3)
+            .map(|i| {
+                let role = if i == leader { "Leader" } else { "Member" };
+                format!("{:x}:{cluster:x}:{role}", ids[i])
+            })
+            .collect()
+    };
+    let holders = |api: &KubeApi| -> Vec<String> {
+        (0..3)
+            .map(|i| api.holder(NS, &format!("m{i}")).unwrap_or_default())
+            .collect()
+    };
+    let leader = crate::common::sidecar::leader_index(&members, &[true; 3]).await;
+    let want = expect(leader);
+    wait_for("each member's Lease", &sidecars[0], || {
+        holders(&api) == want
+    })
+    .await;
+
+    // Leadership moves: the roles in the Leases follow.
+    let target = (leader + 1) % 3;
+    let mut lc = members[leader].client().await.unwrap();
+    lc.move_leader(ids[target]).await.unwrap();
+    let want = expect(target);
+    wait_for("the roles after the move", &sidecars[target], || {
+        holders(&api) == want
+    })
+    .await;
+}
