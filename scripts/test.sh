@@ -36,3 +36,4 @@ $B full
 $B restore --events 2000
 $B ingest --seconds 3 --writers 8
 $B sidecar --idle 2 --seconds 3 --rate 200
+$B sidecar --idle 2 --seconds 3 --rate 200 --leases

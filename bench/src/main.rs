@@ -82,6 +82,10 @@ enum What {
         /// Puts per second
         #[arg(long, default_value_t = 5000)]
         rate: u64,
+        /// With both Kubernetes Lease renewals on, as etcd-druid runs it (member Lease every
+        /// 10 s), against the in-test API server
+        #[arg(long)]
+        leases: bool,
     },
     /// Reference for `ingest`: the same writers, with a bare watcher that only counts events
     WatchReference {
@@ -137,9 +141,17 @@ async fn main() -> anyhow::Result<()> {
             idle,
             seconds,
             rate,
+            leases,
         } => {
             load(&etcd, args.keys.min(10_000), args.value_size).await?;
-            sidecar::sidecar(&etcd, &etcdbrctl, idle, seconds, rate, args.value_size).await?;
+            let run = sidecar::Run {
+                idle,
+                seconds,
+                rate,
+                size: args.value_size,
+                leases,
+            };
+            sidecar::sidecar(&etcd, &etcdbrctl, &run).await?;
         }
         What::WatchReference { seconds, writers } => {
             load(&etcd, args.keys.min(10_000), args.value_size).await?;

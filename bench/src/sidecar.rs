@@ -36,17 +36,66 @@ async fn sample(pid: u32, d: Duration) -> (u64, u64) {
     (max, last)
 }
 
-pub(crate) async fn sidecar(
-    etcd: &Etcd,
-    etcdbrctl: &Path,
-    idle: u64,
-    seconds: u64,
-    rate: u64,
-    size: usize,
-) -> anyhow::Result<()> {
+/// What to measure.
+pub(crate) struct Run {
+    /// Seconds measured idle.
+    pub idle: u64,
+    /// Seconds of writing.
+    pub seconds: u64,
+    /// Puts per second.
+    pub rate: u64,
+    /// Value size.
+    pub size: usize,
+    /// Both Lease renewals on, against the in-test API server.
+    pub leases: bool,
+}
+
+pub(crate) async fn sidecar(etcd: &Etcd, etcdbrctl: &Path, run: &Run) -> anyhow::Result<()> {
+    let Run {
+        idle,
+        seconds,
+        rate,
+        size,
+        leases,
+    } = *run;
     let home = tempfile::tempdir()?;
     let port = testkit::free_port();
-    let mut child = Command::new(etcdbrctl)
+    let mut cmd = Command::new(etcdbrctl);
+    // The API server lives in this process: its work is not the sidecar's.
+    let _api = if leases {
+        let api = testkit::KubeApi::start_new().await;
+        for name in [
+            "etcd-bench-full-snap",
+            "etcd-bench-delta-snap",
+            "etcd-bench-0",
+        ] {
+            api.create_lease("bench", name);
+        }
+        let kubeconfig = api.kubeconfig(
+            &home.path().join("kubeconfig"),
+            testkit::kube_api::SIDECAR_TOKEN,
+            "bench",
+        );
+        cmd.env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", "bench")
+            .env("POD_NAME", "etcd-bench-0")
+            .env("ETCD_CONF", home.path().join("no-etcd-conf"));
+        Some(api)
+    } else {
+        None
+    };
+    let lease_flags: &[&str] = if leases {
+        &[
+            "--enable-snapshot-lease-renewal=true",
+            "--full-snapshot-lease-name=etcd-bench-full-snap",
+            "--delta-snapshot-lease-name=etcd-bench-delta-snap",
+            "--enable-member-lease-renewal=true",
+            "--k8s-heartbeat-duration=10s",
+        ]
+    } else {
+        &[]
+    };
+    let mut child = cmd
         .env("HOME", home.path())
         .args([
             "server",
@@ -58,6 +107,7 @@ pub(crate) async fn sidecar(
         .arg("--server-bind-address=127.0.0.1")
         .arg("--snapstore-temp-directory")
         .arg(home.path().join("tmp"))
+        .args(lease_flags)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(home.path().join("server.log"))?)
         .spawn()?;
@@ -111,7 +161,12 @@ pub(crate) async fn sidecar(
     let busy_cpu = cpu_seconds(pid) - cpu1;
     let done = puts.load(Ordering::Relaxed);
     terminate(&mut child)?;
-    println!("sidecar (etcdbrctl server, Local store, default flags: 20s deltas, gzip)");
+    let with = if leases {
+        ", member and snapshot Leases on"
+    } else {
+        ""
+    };
+    println!("sidecar (etcdbrctl server, Local store, default flags: 20s deltas, gzip{with})");
     println!(
         "idle {idle}s: RSS {:.1} MiB (max {:.1} MiB), CPU {:.3}s ({:.2}% of a core)",
         idle_last as f64 / 1024.0,
