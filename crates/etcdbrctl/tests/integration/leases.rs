@@ -264,3 +264,126 @@ async fn member_leases_name_each_member_and_follow_leadership() {
     })
     .await;
 }
+
+/// etcd-druid's sidecar command line (its `getBackupRestoreContainerCommandArgs`, in order, for
+/// a Local store with member and snapshot Leases, as `../shared/reference/druid-contract.md`
+/// gives it), with only the paths and the ports pointed into the test: the container name
+/// comes from `STORAGE_CONTAINER` alone, durations are Go's `Duration.String()` values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn druids_command_line_runs_unchanged() {
+    let api = KubeApi::start_new().await;
+    for name in [FULL, DELTA, MEMBER] {
+        api.create_lease(NS, name);
+    }
+    // etcd named as druid names the member, so the peer URL check finds it.
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::on_data_dir(EtcdVersion::V34, &etcd_dir.path().join("data"), &[]);
+    let peer = etcd.peer_url.clone();
+    etcd.set_member(MEMBER, &peer);
+    etcd.restart().await;
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("var/etcd/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        home.path().join("etcd.conf.yaml"),
+        format!(
+            "name: etcd-config\ndata-dir: /var/etcd/data/new.etcd\nmetrics: basic\nsnapshot-count: 75000\n\
+             enable-v2: false\nquota-backend-bytes: 8589934592\nlistener-metrics-url: http://0.0.0.0:2381\n\
+             initial-cluster: {MEMBER}={peer}\ninitial-cluster-token: etcd-cluster\ninitial-cluster-state: new\n\
+             auto-compaction-mode: periodic\nauto-compaction-retention: 30m\n\
+             initial-advertise-peer-urls:\n  {MEMBER}:\n  - {peer}\nadvertise-client-urls:\n  {MEMBER}:\n  - {client}\n",
+            peer = etcd.peer_url,
+            client = etcd.client_url
+        ),
+    )
+    .unwrap();
+    let kubeconfig = api.kubeconfig(&home.path().join("kubeconfig"), SIDECAR_TOKEN, NS);
+    let port = testkit::free_port();
+    let d = |p: &str| data.join(p).display().to_string();
+    let args: Vec<String> = vec![
+        "server".into(),
+        format!("--server-port={port}"),
+        "--enable-snapshot-lease-renewal=true".into(),
+        format!("--full-snapshot-lease-name={FULL}"),
+        format!("--delta-snapshot-lease-name={DELTA}"),
+        "--storage-provider=Local".into(),
+        "--store-prefix=etcd-main".into(),
+        "--schedule=0 */24 * * *".into(),
+        "--delta-snapshot-period=2s".into(),
+        "--delta-snapshot-retention-period=0s".into(),
+        "--delta-snapshot-memory-limit=104857600".into(),
+        "--garbage-collection-policy=LimitBased".into(),
+        "--max-backups=7".into(),
+        "--garbage-collection-period=1m0s".into(),
+        "--compress-snapshots=true".into(),
+        "--compression-policy=gzip".into(),
+        "--etcd-snapshot-timeout=15m".into(),
+        "--defragmentation-schedule=0 0 */3 * *".into(),
+        "--etcd-defrag-timeout=15m".into(),
+        "--auto-compaction-mode=periodic".into(),
+        "--auto-compaction-retention=30m".into(),
+        "--insecure-transport=true".into(),
+        "--insecure-skip-tls-verify=true".into(),
+        format!("--endpoints={}", etcd.client_url),
+        format!("--service-endpoints={}", etcd.client_url),
+        format!("--data-dir={}", d("new.etcd")),
+        format!("--restoration-temp-snapshots-dir={}", d("restoration.temp")),
+        format!("--snapstore-temp-directory={}", d("temp")),
+        "--etcd-connection-timeout=5m".into(),
+        "--use-etcd-wrapper=true".into(),
+        "--enable-member-lease-renewal=true".into(),
+        "--k8s-heartbeat-duration=10s".into(),
+        "--embedded-etcd-quota-bytes=8589934592".into(),
+        "--enable-profiling=true".into(),
+        "--etcd-connection-timeout-leader-election=5s".into(),
+        "--reelection-period=5s".into(),
+    ];
+    let log = home.path().join("sidecar.log");
+    let mut child = bin()
+        .env_clear()
+        .env("HOME", home.path())
+        .env("POD_NAME", MEMBER)
+        .env("POD_NAMESPACE", NS)
+        .env("STORAGE_CONTAINER", "etcd-main-bucket")
+        .env("ETCD_CONF", home.path().join("etcd.conf.yaml"))
+        .env("KUBECONFIG", &kubeconfig)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The store is $HOME/<STORAGE_CONTAINER>/<prefix>/v2, as the original's Local provider.
+    let store = home.path().join("etcd-main-bucket/etcd-main/v2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::common::names(&store)
+        .iter()
+        .all(|n| !n.starts_with("Full-"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no full snapshot in {}:\n{}",
+            store.display(),
+            text()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "exited:\n{}", text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rev = etcd.revision().await.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.holder(NS, FULL).as_deref() != Some(rev.as_str()) || api.holder(NS, MEMBER).is_none()
+    {
+        assert!(Instant::now() < deadline, "Leases not written:\n{}", text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, _) =
+        crate::common::sidecar::http("GET", &format!("http://127.0.0.1:{port}/healthz"));
+    assert_eq!(code, 200, "{}", text());
+    let log_text = text();
+    assert!(!log_text.contains("ERROR"), "{log_text}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{}", text());
+}
