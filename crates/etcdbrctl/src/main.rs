@@ -4,6 +4,7 @@
 mod cli;
 mod config_file;
 mod flags;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -29,11 +30,8 @@ fn main() -> ExitCode {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return ExitCode::from(2);
     };
-    let default_filter = match &command {
-        Command::Server(args) => cli::server::log_filter(args.log_level()),
-        _ => "info",
-    };
-    init_logging(default_filter);
+    logging::init(cli.log_level, cli.log_format);
+    let format = cli.log_format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,24 +58,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Once: as a log line in JSON, else as the last line of stderr.
+            match format {
+                logging::LogFormat::Json => tracing::error!("{e:#}"),
+                logging::LogFormat::Text => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,tower=warn,hyper=warn"))
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

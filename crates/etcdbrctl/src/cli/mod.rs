@@ -23,6 +23,16 @@ pub struct Cli {
     #[arg(short = 'v', long = "version", global = false)]
     pub version: bool,
 
+    /// Log level: the original's logrus numbers (4 info, 5 debug, 6 trace) or a name (error,
+    /// warn, info, debug, trace); RUST_LOG, when set, wins
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = crate::logging::parse_level, default_value = "4")]
+    pub log_level: &'static str,
+
+    /// Log format: text (one readable line an event) or json (one object a line: time, level,
+    /// message, fields)
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+
     /// The subcommand
     #[command(subcommand)]
     pub command: Option<Command>,

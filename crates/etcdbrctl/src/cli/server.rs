@@ -82,10 +82,6 @@ struct ServerFlags {
     #[arg(long, default_value = "")]
     config_file: String,
 
-    /// Log level as the original's logrus numbers: 4 info, 5 debug, 6 trace (RUST_LOG, when set, wins)
-    #[arg(long, default_value_t = 4)]
-    log_level: u8,
-
     /// After updating this member's changed peer URLs at start-up, ask etcd-wrapper (port 9095 on
     /// etcd's host) to restart etcd so that it uses them
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -131,25 +127,6 @@ struct HealthFlags {
     /// Name of the delta snapshot Lease
     #[arg(long, default_value = "delta-snapshot-revisions")]
     delta_snapshot_lease_name: String,
-}
-
-/// The log filter `--log-level` asks for.
-#[must_use]
-pub fn log_filter(level: u8) -> &'static str {
-    match level {
-        0..=3 => "warn",
-        4 => "info",
-        5 => "debug",
-        _ => "trace",
-    }
-}
-
-impl ServerArgs {
-    /// `--log-level`.
-    #[must_use]
-    pub fn log_level(&self) -> u8 {
-        self.server.log_level
-    }
 }
 
 /// Runs the sidecar until `stop` fires.

@@ -209,7 +209,6 @@ async fn snapshot_backs_up_and_flushes_pending_events_on_sigterm() {
         .env("HOME", home.path())
         .args([
             "snapshot",
-            "--storage-provider=Local",
             "--store-container=backups",
             "--store-prefix=etcd-main",
         ])
@@ -335,4 +334,92 @@ fn an_etcd_endpoint_that_does_not_resolve_is_named() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `--log-format` and `--log-level` on every subcommand; JSON is one object a line with time,
+/// level and message; a fatal error is printed once. (A flag clap cannot parse is a usage error,
+/// printed by clap with the usage, exit code 2, not a log line.)
+#[test]
+fn every_subcommand_logs_as_asked_and_says_a_fatal_error_once() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let data = data.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &["restore", "--storage-provider=Local", "--data-dir", data],
+        &["compact", "--storage-provider=Local", "--data-dir", data],
+        &[
+            "initialize",
+            "--storage-provider=S3",
+            "--data-dir",
+            data,
+        ],
+        &[
+            "snapshot",
+            "--endpoints=http://127.0.0.1:1",
+            "--etcd-connection-timeout=1s",
+            "--storage-provider=S3",
+        ],
+        &[
+            "copy",
+            "--storage-provider=Local",
+            "--source-storage-provider=Local",
+            "--max-parallel-copy-operations=0",
+        ],
+        &[
+            "server",
+            "--server-port=0",
+            "--endpoints=http://127.0.0.1:1",
+            "--k8s-heartbeat-duration=0s",
+            "--enable-member-lease-renewal=true",
+        ],
+    ];
+    for args in cases {
+        let out = bin()
+            .env_clear()
+            .env("HOME", home.path())
+            .args(*args)
+            .args(["--log-format=json", "--log-level=debug"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
+            })
+            .collect();
+        assert!(!lines.is_empty(), "{args:?}");
+        for l in &lines {
+            assert!(
+                l["time"].is_string() && l["level"].is_string() && l["message"].is_string(),
+                "{l}"
+            );
+        }
+        let errors: Vec<&serde_json::Value> =
+            lines.iter().filter(|l| l["level"] == "error").collect();
+        assert_eq!(errors.len(), 1, "{args:?}: the fatal error once:\n{stderr}");
+        assert_eq!(
+            lines.last().unwrap()["level"],
+            "error",
+            "{args:?}: last:\n{stderr}"
+        );
+        // Text: the error once, as the last line.
+        let out = bin()
+            .env_clear()
+            .env("HOME", home.path())
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{args:?}:\n{stderr}");
+        let message = last.trim_start_matches("error: ");
+        assert_eq!(
+            stderr.matches(message).count(),
+            1,
+            "{args:?} printed the error once:\n{stderr}"
+        );
+    }
 }
