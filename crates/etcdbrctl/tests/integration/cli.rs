@@ -347,12 +347,7 @@ fn every_subcommand_logs_as_asked_and_says_a_fatal_error_once() {
     let cases: &[&[&str]] = &[
         &["restore", "--storage-provider=Local", "--data-dir", data],
         &["compact", "--storage-provider=Local", "--data-dir", data],
-        &[
-            "initialize",
-            "--storage-provider=S3",
-            "--data-dir",
-            data,
-        ],
+        &["initialize", "--storage-provider=S3", "--data-dir", data],
         &[
             "snapshot",
             "--endpoints=http://127.0.0.1:1",
