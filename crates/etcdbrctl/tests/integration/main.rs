@@ -3,6 +3,7 @@
 
 mod common;
 
+mod chart;
 mod cli;
 mod cluster;
 mod compact;
