@@ -15,3 +15,4 @@ mod leases;
 mod providers;
 mod restore;
 mod server;
+mod wrapper;
