@@ -284,3 +284,54 @@ fn to_s3_restore(
         .output()
         .unwrap()
 }
+
+/// etcd-druid's copy task (`etcdcopybackupstask` reconciler): its exact flags, the source
+/// container from `SOURCE_STORAGE_CONTAINER`, Go duration syntax for the timeout.
+#[test]
+fn druids_copy_task_command_line_runs_unchanged() {
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("source-bucket/etcd-main/v2");
+    std::fs::create_dir_all(&src).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let objects = [
+        format!("Full-00000000-00000010-{}.gz.final", now - 60),
+        format!("Incr-00000011-00000020-{}.gz", now - 30),
+    ];
+    for n in &objects {
+        std::fs::write(src.join(n), b"object").unwrap();
+    }
+    let tmp = home.path().join("data/tmp");
+    run_ok({
+        let mut c = bin();
+        c.env_clear()
+            .env("HOME", home.path())
+            .env("SOURCE_STORAGE_CONTAINER", "source-bucket")
+            .args([
+                "copy",
+                &format!("--snapstore-temp-directory={}", tmp.display()),
+                "--storage-provider=Local",
+                "--store-prefix=etcd-main",
+                "--store-container=target-bucket",
+                "--store-endpoint-override=",
+                "--source-storage-provider=Local",
+                "--source-store-prefix=etcd-main",
+                "--source-store-endpoint-override=",
+                "--max-backup-age=7",
+                "--max-backups-to-copy=3",
+                "--wait-for-final-snapshot=true",
+                "--wait-for-final-snapshot-timeout=1m0s",
+            ]);
+        c
+    });
+    let copied = names(&home.path().join("target-bucket/etcd-main/v2"));
+    assert_eq!(
+        copied,
+        [
+            objects[0].trim_end_matches(".final").to_owned(),
+            objects[1].clone()
+        ]
+    );
+}
