@@ -271,3 +271,51 @@ async fn kubectl_reads_what_was_written() {
     assert_eq!(item["spec"]["holderIdentity"], "4242");
     assert_eq!(item["spec"]["renewTime"], "2026-12-01T10:00:00.000000Z");
 }
+
+/// The API server gone for a minute while snapshots go on: every write is retried (the delay
+/// grows to 30 s at most) and the Leases hold the newest revisions soon after it is back.
+#[tokio::test]
+async fn a_minute_without_the_api_server_is_caught_up() {
+    let mut api = KubeApi::start_new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let names = SnapshotLeaseNames::default();
+    api.create_lease(NS, &names.full);
+    api.create_lease(NS, &names.delta);
+    let kube = client(&api, &dir, SIDECAR_TOKEN).await;
+    let stop = CancellationToken::new();
+    let leases = SnapshotLeases::start(&kube, names.clone(), &BackupSet::default(), stop.clone());
+    let events = Events::none().with(leases.clone());
+    wait_for("delta 0", || {
+        api.holder(NS, &names.delta).as_deref() == Some("0")
+    })
+    .await;
+    api.stop().await;
+    let took = Duration::from_secs(1);
+    for i in 1..=12 {
+        let rev = i * 100;
+        events.emit(&Event::SnapshotSaved {
+            snapshot: &snap(Kind::Incr, rev - 99, rev),
+            took,
+        });
+        if i % 4 == 0 {
+            events.emit(&Event::SnapshotSaved {
+                snapshot: &snap(Kind::Full, 0, rev),
+                took,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    api.start().await;
+    // The longest retry delay is 30 s: caught up within it (and a margin).
+    for _ in 0..800 {
+        if api.holder(NS, &names.full).as_deref() == Some("1200")
+            && api.holder(NS, &names.delta).as_deref() == Some("1200")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(api.holder(NS, &names.full).as_deref(), Some("1200"));
+    assert_eq!(api.holder(NS, &names.delta).as_deref(), Some("1200"));
+    stop.cancel();
+}
