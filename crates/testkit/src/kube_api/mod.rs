@@ -36,6 +36,9 @@ use tokio::task::JoinSet;
 
 use crate::TestCerts;
 
+mod discovery;
+use discovery::{api_groups, api_versions, core_resources, lease_resources, version};
+
 /// What a token may do with Leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -408,69 +411,6 @@ fn authorize(
         ),
         name,
     ))
-}
-
-async fn version() -> Response {
-    ok(
-        StatusCode::OK,
-        json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"}),
-    )
-}
-
-async fn api_versions(headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
-    ok(
-        StatusCode::OK,
-        json!({
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}]
-        }),
-    )
-}
-
-async fn core_resources() -> Response {
-    ok(
-        StatusCode::OK,
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": []}),
-    )
-}
-
-async fn api_groups() -> Response {
-    ok(
-        StatusCode::OK,
-        json!({
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [{
-                "name": "coordination.k8s.io",
-                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}
-            }]
-        }),
-    )
-}
-
-async fn lease_resources() -> Response {
-    ok(
-        StatusCode::OK,
-        json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "coordination.k8s.io/v1",
-            "resources": [{
-                "name": "leases",
-                "singularName": "lease",
-                "namespaced": true,
-                "kind": "Lease",
-                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-            }]
-        }),
-    )
 }
 
 async fn list(
