@@ -203,9 +203,18 @@ async fn member_id(m: &Etcd) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn member_leases_name_each_member_and_follow_leadership() {
+async fn member_leases_name_each_member_and_follow_leadership_etcd34() {
+    member_leases_follow_leadership(EtcdVersion::V34).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_leases_name_each_member_and_follow_leadership_etcd35() {
+    member_leases_follow_leadership(EtcdVersion::V35).await;
+}
+
+async fn member_leases_follow_leadership(v: EtcdVersion) {
     let api = KubeApi::start_new().await;
-    let members = Etcd::start_cluster(EtcdVersion::V35, 3).await;
+    let members = Etcd::start_cluster(v, 3).await;
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("etcd.conf.yaml.in"),
