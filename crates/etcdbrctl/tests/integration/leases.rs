@@ -396,3 +396,70 @@ async fn druids_command_line_runs_unchanged() {
         .unwrap();
     assert!(child.wait().unwrap().success(), "{}", text());
 }
+
+/// The in-cluster configuration, as in a pod: no kubeconfig, `KUBERNETES_SERVICE_HOST`/`PORT`,
+/// and the service account's token and CA at their fixed path, which the sidecar gets in a
+/// private mount namespace of its own (`unshare`, a tmpfs over `/run`), so the machine's `/run`
+/// is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_service_account_renews_the_member_lease() {
+    let api = KubeApi::start_new().await;
+    api.create_lease(NS, MEMBER);
+    let etcd = Etcd::start(EtcdVersion::V35).await;
+    let home = tempfile::tempdir().unwrap();
+    let sa = home.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), SIDECAR_TOKEN).unwrap();
+    std::fs::copy(api.ca(), sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("namespace"), NS).unwrap();
+    let port: u16 = api.url().rsplit(':').next().unwrap().parse().unwrap();
+    let log = home.path().join("sidecar.log");
+    let script = "mount -t tmpfs none /run && mkdir -p /run/secrets/kubernetes.io && \
+                  cp -r \"$SA\" /run/secrets/kubernetes.io/serviceaccount && exec \"$@\"";
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_etcdbrctl"))
+        .args([
+            "server",
+            "--enable-member-lease-renewal=true",
+            "--k8s-heartbeat-duration=1s",
+        ])
+        .arg(format!("--endpoints={}", etcd.client_url))
+        .arg(format!("--server-port={}", testkit::free_port()))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SA", &sa)
+        .env("HOME", home.path())
+        .env("POD_NAME", MEMBER)
+        .env("POD_NAMESPACE", NS)
+        .env("ETCD_CONF", home.path().join("none"))
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("unshare (util-linux)");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.holder(NS, MEMBER).is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited (a private mount namespace needs root or CAP_SYS_ADMIN):\n{}",
+            text()
+        );
+        assert!(Instant::now() < deadline, "no renewal:\n{}", text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(api.holder(NS, MEMBER).unwrap().ends_with(":Leader"));
+    assert!(text().contains("https://127.0.0.1"), "{}", text());
+    let _ = child.kill();
+    let _ = child.wait();
+}
