@@ -101,13 +101,12 @@ impl Observer for SnapshotLeases {
                 match snapshot.kind {
                     Kind::Full => {
                         let created = snapshot.created_on;
-                        self.update(|t| {
-                            t.full = Some((rev.max(t.full.map_or(0, |f| f.0)), created))
-                        });
+                        // A lower revision is kept out by the write itself (never lowered).
+                        self.update(|t| t.full = Some((rev, created)));
                     }
                     Kind::Incr => self.update(|t| {
-                        let (held, n) = t.delta.unwrap_or_default();
-                        t.delta = Some((rev.max(held), n + 1));
+                        let (_, n) = t.delta.unwrap_or_default();
+                        t.delta = Some((rev, n + 1));
                     }),
                 }
             }
