@@ -29,7 +29,7 @@ use bbolt::{Db, DbWriter};
 use crate::cluster::{Cluster, MemberId};
 use crate::kv::KeyValueRef;
 use crate::revision::RevKey;
-use crate::schema::{CONSISTENT_INDEX, KEY_BUCKET, META_BUCKET};
+use crate::schema::{CONSISTENT_INDEX, KEY_BUCKET, META_BUCKET, SCHEDULED_COMPACT_REV};
 use crate::{Error, layout, snap, wal};
 
 const MEMBERS_BUCKET: &[u8] = b"members";
@@ -148,6 +148,19 @@ pub struct RestoreStats {
     pub skipped_events: u64,
     /// Puts whose lease was not in the base db and was dropped.
     pub dropped_leases: u64,
+    /// The revision after [`RestoreWriter::bump_revision`], when asked.
+    pub bumped_revision: Option<Revision>,
+}
+
+/// `etcdutl snapshot restore --bump-revision --mark-compacted`: move the revision on so that
+/// clients watching from an older one notice the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bump {
+    /// Added to the restored revision.
+    pub amount: i64,
+    /// Record the bumped revision as the point of a scheduled compaction: etcd compacts to it
+    /// at start-up, and every watch from an older revision is cancelled as compacted.
+    pub mark_compacted: bool,
 }
 
 /// Builds a data directory in `dir`; see the module docs.
@@ -163,6 +176,7 @@ pub struct RestoreWriter {
     leases: HashSet<i64>,
     stats: RestoreStats,
     value_buf: Vec<u8>,
+    bump: Option<Bump>,
 }
 
 fn mkdir(path: &Path) -> Result<(), RestoreError> {
@@ -239,6 +253,7 @@ impl RestoreWriter {
                 ..RestoreStats::default()
             },
             value_buf: Vec::new(),
+            bump: None,
         })
     }
 
@@ -332,12 +347,31 @@ impl RestoreWriter {
         Ok(())
     }
 
+    /// Asks [`RestoreWriter::finish`] to bump the revision after the last change, as etcdutl
+    /// does: an empty value at `{revision + amount, 0}` in the `key` bucket, and with
+    /// `mark_compacted` the `scheduledCompactRev` set to that revision.
+    pub fn bump_revision(&mut self, bump: Bump) {
+        self.bump = Some(bump);
+    }
+
     /// Writes the remaining buckets, the rewritten membership and meta, the WAL and the `.snap`,
     /// and fsyncs everything.
     ///
     /// # Errors
     /// Reading the base or writing fails.
     pub fn finish(mut self) -> Result<RestoreStats, RestoreError> {
+        if let Some(bump) = self.bump.filter(|b| b.amount > 0) {
+            let latest = self.prev.saturating_add(bump.amount);
+            let key = RevKey {
+                main: latest,
+                sub: 0,
+                tombstone: false,
+            };
+            self.out
+                .put(&key.to_bytes(), &[])
+                .map_err(RestoreError::Write)?;
+            self.stats.bumped_revision = Some(Revision(latest));
+        }
         self.out.end_bucket().map_err(RestoreError::Write)?;
         self.out.begin_bucket(MEMBERS_BUCKET, 0);
         let mut members: Vec<(String, String)> = self
@@ -399,6 +433,15 @@ impl RestoreWriter {
         }
         let n = self.opts.cluster.members.len() as u64;
         meta.insert(CONSISTENT_INDEX.to_vec(), n.to_be_bytes().to_vec());
+        if self.bump.is_some_and(|b| b.mark_compacted) {
+            let at = self.stats.bumped_revision.map_or(self.prev, Revision::get);
+            let key = RevKey {
+                main: at,
+                sub: 0,
+                tombstone: false,
+            };
+            meta.insert(SCHEDULED_COMPACT_REV.to_vec(), key.to_bytes());
+        }
         match self.opts.format {
             DataDirFormat::V34 => {
                 meta.remove(TERM);

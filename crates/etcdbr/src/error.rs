@@ -165,6 +165,16 @@ pub enum RestoreFailure {
     /// The store holds no full snapshot to restore from.
     #[error("no full snapshot found in the store; nothing to restore from")]
     NoFullSnapshot,
+    /// The chain ended before the target revision (a delta shorter than its name says).
+    #[error(
+        "the restore reached revision {reached}, not the target {target}: the deltas hold fewer revisions than their names say"
+    )]
+    TargetNotReached {
+        /// The target.
+        target: i64,
+        /// What was restored.
+        reached: i64,
+    },
     /// The target data directory (or its `.part`) already exists.
     #[error("{0} already exists; remove it or choose another --data-dir")]
     TargetExists(std::path::PathBuf),

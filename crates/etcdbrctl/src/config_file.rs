@@ -142,6 +142,13 @@ const KEYS: &[(&str, &str)] = &[
         "restorationConfig.autoCompactionRetention",
         "auto-compaction-retention",
     ),
+    // etcdbr's point-in-time restore (not in the original's config).
+    ("restorationConfig.restoreToRevision", "restore-to-revision"),
+    ("restorationConfig.restoreToTime", "restore-to-time"),
+    ("restorationConfig.snapshot", "snapshot"),
+    ("restorationConfig.noDeltas", "no-deltas"),
+    ("restorationConfig.bumpRevision", "bump-revision"),
+    ("restorationConfig.markCompacted", "mark-compacted"),
     ("defragmentationSchedule", "defragmentation-schedule"),
     ("useEtcdWrapper", "use-etcd-wrapper"),
     ("compressionConfig.enabled", "compress-snapshots"),

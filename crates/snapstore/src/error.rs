@@ -87,6 +87,9 @@ pub enum Error {
     /// The store's snapshots do not make a usable backup set.
     #[error(transparent)]
     Chain(#[from] crate::list::ChainError),
+    /// What a restore was asked for is not in the store.
+    #[error(transparent)]
+    Select(#[from] crate::select::SelectError),
     /// The store refuses every operation (the `FAILED` test provider).
     #[error("{op} of {key:?} failed: the FAILED storage provider fails every operation")]
     Injected {

@@ -24,6 +24,7 @@ mod error;
 pub mod list;
 mod name;
 pub mod provider;
+pub mod select;
 mod store;
 pub mod upload;
 
@@ -31,4 +32,5 @@ pub use config::{DEFAULT_LOCAL_CONTAINER, MIN_CHUNK_SIZE, Provider, StoreConfig}
 pub use error::{ConfigError, Error, Result};
 pub use list::{BackupSet, ChainError, ChainStep};
 pub use name::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key};
+pub use select::{Plan, Reach, SelectError, Selection, Stop, Target};
 pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};

@@ -136,6 +136,16 @@ impl BackupSet {
     /// # Errors
     /// [`ChainError::Gap`] naming the snapshots on either side of the first missing revisions.
     pub fn chain(&self) -> Result<Vec<ChainStep>, ChainError> {
+        self.chain_until(None)
+    }
+
+    /// As [`BackupSet::chain`], but stops once revision `limit` is covered: deltas (and gaps)
+    /// after it are not looked at. The last step may reach beyond `limit`; the restore applies
+    /// it only up to there.
+    ///
+    /// # Errors
+    /// [`ChainError::Gap`] for missing revisions at or below `limit`.
+    pub fn chain_until(&self, limit: Option<Revision>) -> Result<Vec<ChainStep>, ChainError> {
         let (mut covered, mut previous) = match (&self.full, self.deltas.first()) {
             (Some(f), _) => (f.last_revision.get(), f.snap_name.clone()),
             (None, Some(d)) => (d.start_revision.get() - 1, String::new()),
@@ -143,6 +153,9 @@ impl BackupSet {
         };
         let mut steps = Vec::new();
         loop {
+            if limit.is_some_and(|l| covered >= l.get()) {
+                return Ok(steps);
+            }
             let reach = self
                 .deltas
                 .iter()

@@ -248,6 +248,45 @@ impl SnapStore {
         Ok(set)
     }
 
+    /// Plans what `selection` restores (see [`crate::select`]).
+    ///
+    /// # Errors
+    /// Listing fails, or [`Error::Select`] naming what the store can restore instead.
+    pub async fn plan(&self, selection: &crate::Selection) -> Result<crate::Plan> {
+        if *selection == crate::Selection::latest() {
+            // The original's choice, with its warnings about abandoned histories.
+            let set = self.latest_set().await?;
+            if set.full.is_none() {
+                return Err(crate::SelectError::NoFullSnapshot.into());
+            }
+            let chain = set.chain()?;
+            return Ok(crate::Plan {
+                set,
+                chain,
+                stop: crate::Stop::End,
+            });
+        }
+        Ok(crate::select::plan(&self.list().await?, selection)?)
+    }
+
+    /// Every snapshot and chunk object with its size in bytes, sorted as [`SnapStore::list`].
+    ///
+    /// # Errors
+    /// Listing fails.
+    pub async fn list_sized(&self) -> Result<Vec<(Snapshot, u64)>> {
+        let mut out = Vec::new();
+        for obj in self.objects().list(&self.inner.list_prefix).await? {
+            if !(obj.key.contains("v1") || obj.key.contains("v2")) {
+                continue;
+            }
+            if let Ok(s) = Snapshot::parse(&obj.key) {
+                out.push((s, obj.size));
+            }
+        }
+        out.sort_by(|a, b| list::compare(&a.0, &b.0));
+        Ok(out)
+    }
+
     /// Opens a snapshot for reading (still compressed as stored).
     ///
     /// # Errors

@@ -271,6 +271,8 @@ fn convert(index: usize, r: RawTimed<'_>) -> Result<TimedEvent, DeltaFormatError
 struct RawUntimed<'a> {
     #[serde(rename = "etcdEvent", borrow)]
     etcd_event: Option<RawEventRef<'a>>,
+    #[serde(borrow)]
+    time: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -309,10 +311,34 @@ pub fn for_each_event<R: std::io::Read>(
     reader: R,
     mut f: impl FnMut(Event) -> std::io::Result<()>,
 ) -> Result<usize, DeltaFormatError> {
+    for_each_event_timed(reader, false, |e, _| f(e))
+}
+
+/// As [`for_each_event`], with each event's time when `times` (else `None`): a point-in-time
+/// restore needs them, a restore to the end does not pay for parsing them.
+///
+/// # Errors
+/// As [`for_each_event`]; a time that is not RFC 3339 is [`DeltaFormatError::BadEvent`].
+pub fn for_each_event_timed<R: std::io::Read>(
+    reader: R,
+    times: bool,
+    mut f: impl FnMut(Event, Option<DateTime<Utc>>) -> std::io::Result<()>,
+) -> Result<usize, DeltaFormatError> {
     split::for_each_element(reader, |index, bytes| {
         let raw: RawUntimed<'_> = serde_json::from_slice(bytes).map_err(DeltaFormatError::Json)?;
+        let time = match (times, raw.time) {
+            (true, Some(t)) => Some(
+                DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| DeltaFormatError::BadEvent {
+                        index,
+                        reason: format!("time {t:?}: {e}"),
+                    })?
+                    .with_timezone(&Utc),
+            ),
+            _ => None,
+        };
         let event = convert_event(index, raw.etcd_event)?;
-        f(event).map_err(DeltaFormatError::Io)
+        f(event, time).map_err(DeltaFormatError::Io)
     })
     .map_err(|e| match e {
         split::SplitError::Io(e) => DeltaFormatError::Read(e),

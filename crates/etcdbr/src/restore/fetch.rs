@@ -10,6 +10,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use snapstore::{SnapStore, Snapshot};
 use tokio::sync::mpsc;
 
@@ -95,13 +96,14 @@ fn starts_with_meta_page(path: &Path) -> bool {
         })
 }
 
-/// Fetches a delta, decodes its events into an event file at `path`, and checks its trailer;
-/// the file is only used when this returns `Ok`.
-pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path) -> Result<()> {
+/// Fetches a delta, decodes its events (with their times when `times`) into an event file at
+/// `path`, and checks its trailer; the file is only used when this returns `Ok`.
+pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path, times: bool) -> Result<()> {
     let started = Instant::now();
     let events = EventWriter::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let events = for_each_delta_event(store, s, events, |w, e| w.write(&e)).await?;
+    let events =
+        for_each_delta_event_timed(store, s, times, events, |w, e, t| w.write(&e, t)).await?;
     events.finish().map_err(|e| {
         Error::from(RestoreFailure::Delta {
             name: s.snap_name.clone(),
@@ -126,6 +128,17 @@ pub(crate) async fn for_each_delta_event<T: Send + 'static>(
     state: T,
     mut f: impl FnMut(&mut T, Event) -> io::Result<()> + Send + 'static,
 ) -> Result<T> {
+    for_each_delta_event_timed(store, s, false, state, move |state, e, _| f(state, e)).await
+}
+
+/// As [`for_each_delta_event`], with each event's time when `times`.
+pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
+    store: &SnapStore,
+    s: &Snapshot,
+    times: bool,
+    state: T,
+    mut f: impl FnMut(&mut T, Event, Option<DateTime<Utc>>) -> io::Result<()> + Send + 'static,
+) -> Result<T> {
     let name = s.snap_name.clone();
     let bad = move |source| {
         Error::from(RestoreFailure::Delta {
@@ -142,10 +155,10 @@ pub(crate) async fn for_each_delta_event<T: Send + 'static>(
         };
         let mut body = BufReader::with_capacity(BLOCK, &mut hashing);
         let mut span: Option<(i64, i64)> = None;
-        delta_format::for_each_event(&mut body, |e| {
+        delta_format::for_each_event_timed(&mut body, times, |e, t| {
             let r = e.mod_revision;
             span = Some(span.map_or((r, r), |(first, _)| (first, r)));
-            f(&mut state, e)
+            f(&mut state, e, t)
         })
         .map_err(&bad_json)?;
         // The parser stops at the closing bracket; the trailer is still to be read (and hashed).

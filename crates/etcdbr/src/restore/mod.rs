@@ -19,15 +19,16 @@ use chrono::{DateTime, Utc};
 use etcd_datadir::cluster::Cluster;
 use etcd_datadir::layout;
 use etcd_datadir::restore::{
-    DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
+    Bump, DataDirFormat, RestoreOptions as BuildOptions, RestoreStats, RestoreWriter,
 };
 use etcdbr_types::Revision;
 use futures::StreamExt;
-use snapstore::{ChainStep, SnapStore, Snapshot};
+use snapstore::{ChainStep, Plan, Selection, SnapStore, Snapshot, Stop};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::delta_format::Event as Change;
 use crate::error::{Error, RestoreFailure, Result};
 use crate::events::{Event, Events};
 use event_file::EventReader;
@@ -61,6 +62,10 @@ pub struct RestoreOptions {
     pub format: DataDirFormat,
     /// fsync what is written (true but for scratch restores that are read back at once).
     pub durable: bool,
+    /// Which backup set, and how far into it (the original's: the latest, to its end).
+    pub selection: Selection,
+    /// Move the revision on after the restore (`--bump-revision`, `--mark-compacted`).
+    pub bump: Option<Bump>,
     /// Who hears about the restore's progress.
     pub events: Events,
 }
@@ -80,6 +85,8 @@ impl RestoreOptions {
             temp_dir: PathBuf::from("default.restoration.tmp"),
             format: DataDirFormat::V35,
             durable: true,
+            selection: Selection::latest(),
+            bump: None,
             events: Events::none(),
         }
     }
@@ -90,8 +97,11 @@ impl RestoreOptions {
 pub struct RestoreReport {
     /// The full snapshot used.
     pub full: Snapshot,
-    /// Deltas applied.
+    /// Deltas applied (in whole or in part).
     pub deltas: usize,
+    /// Where the restore was asked to stop, and the revision it stopped at
+    /// (`stats.revision`): for a time, the revision it resolved to.
+    pub stop: Stop,
     /// The newest snapshot applied (the last delta, else the full snapshot).
     pub newest: Snapshot,
     /// When the store was listed (every snapshot of the set was created before).
@@ -174,22 +184,32 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
         return Err(RestoreFailure::TargetExists(part).into());
     }
     let listed_at = Utc::now();
-    let set = store.latest_set().await?;
-    let full = set.full.clone().ok_or(RestoreFailure::NoFullSnapshot)?;
-    let chain = set.chain().map_err(RestoreFailure::from)?;
+    let plan = match store.plan(&opts.selection).await {
+        Err(snapstore::Error::Select(snapstore::SelectError::NoFullSnapshot)) => {
+            return Err(RestoreFailure::NoFullSnapshot.into());
+        }
+        Err(snapstore::Error::Chain(e)) => return Err(RestoreFailure::from(e).into()),
+        other => other?,
+    };
+    let (set, chain, stop) = (plan.set.clone(), plan.chain.clone(), plan.stop);
+    let full = plan.full().clone();
     let newest = chain.last().map_or(&full, |s| &s.snapshot).clone();
+    let upto = match stop {
+        Stop::End => format!("up to revision {}", newest.last_revision.get()),
+        Stop::AtRevision(r) => format!("up to the chosen revision {}", r.get()),
+        Stop::AfterTime(t) => format!("up to the last revision at or before {}", t.to_rfc3339()),
+    };
     tracing::info!(
-        "Restoring from base snapshot: {} and {} delta snapshots up to revision {}",
+        "Restoring from base snapshot: {} and {} delta snapshots {upto}",
         full.key(),
         chain.len(),
-        newest.last_revision
     );
     opts.events.emit(&Event::RestoreStarted {
         full: &full,
         deltas: chain.len(),
-        revision: newest.last_revision,
+        revision: plan.revision().unwrap_or(newest.last_revision),
     });
-    if chain.len() < set.deltas.len() {
+    if stop == Stop::End && !opts.selection.no_deltas && chain.len() < set.deltas.len() {
         tracing::info!(
             "{} delta snapshots are covered by others (duplicates or overlaps) and are not applied",
             set.deltas.len() - chain.len()
@@ -208,31 +228,23 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
             "cannot create a directory in {}",
             opts.temp_dir.display()
         )))?;
-    let result = build(
-        store,
-        opts,
-        &full,
-        &chain,
-        &cluster,
-        member,
-        scratch.path(),
-        &part,
-    )
-    .await;
+    let result = build(store, opts, &plan, &cluster, member, scratch.path(), &part).await;
     drop(scratch);
     if created_temp_dir {
         let _ = std::fs::remove_dir(&opts.temp_dir);
     }
     match result {
-        Ok(stats) => {
+        Ok((stats, applied)) => {
             let seconds = started.elapsed().as_secs_f64();
             opts.events.emit(&Event::RestoreBuilt {
                 revision: stats.revision,
                 took: started.elapsed(),
             });
+            let newest = applied.map_or(full.clone(), |i| chain[i].snapshot.clone());
             Ok(RestoreReport {
                 full,
-                deltas: chain.len(),
+                deltas: applied.map_or(0, |i| i + 1),
+                stop,
                 newest,
                 listed_at,
                 stats,
@@ -246,17 +258,19 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Builds the plan into `part`; returns the builder's counts and the index in the chain of the
+/// last delta applied (in whole or in part).
 async fn build(
     store: &SnapStore,
     opts: &RestoreOptions,
-    full: &Snapshot,
-    chain: &[ChainStep],
+    plan: &Plan,
     cluster: &Cluster,
     member: etcd_datadir::cluster::MemberId,
     scratch: &Path,
     part: &Path,
-) -> Result<RestoreStats> {
+) -> Result<(RestoreStats, Option<usize>)> {
+    let (full, chain) = (plan.full(), plan.chain.as_slice());
+    let times = matches!(plan.stop, Stop::AfterTime(_));
     // Deltas are fetched and decoded while the full snapshot is, and flow in order through a
     // channel of one: at most `max_fetchers` event files wait on disk ahead of the applier.
     // The full snapshot is on the critical path, so until it is in, deltas get only the cores
@@ -265,7 +279,7 @@ async fn build(
     let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(ChainStep, PathBuf)>>(1);
-    let producer = spawn_downloads(store, chain, scratch, fetchers, &permits, tx);
+    let producer = spawn_downloads(store, chain, scratch, fetchers, &permits, times, tx);
     // The full snapshot goes straight into the data directory, which is then restored in place.
     let db = layout::db_path(part);
     let snap_dir = layout::snap_dir(part);
@@ -293,23 +307,43 @@ async fn build(
         durable: opts.durable,
     };
     let (part_path, events, of) = (part.to_path_buf(), opts.events.clone(), chain.len());
-    let applier = tokio::task::spawn_blocking(move || -> Result<RestoreStats> {
+    let (stop, bump) = (plan.stop, opts.bump);
+    let applier = tokio::task::spawn_blocking(move || -> Result<(RestoreStats, Option<usize>)> {
         let mut w =
             RestoreWriter::in_place(&part_path, build_opts).map_err(RestoreFailure::from)?;
-        let mut applied = 0;
+        let mut last = None;
         while let Some(item) = rx.blocking_recv() {
             let (step, file) = item?;
-            apply_delta(&mut w, &step, &file)?;
+            let reached = apply_delta(&mut w, &step, &file, stop)?;
             let _ = std::fs::remove_file(&file);
-            applied += 1;
+            let applied = last.map_or(0, |i| i + 1);
+            if reached == Reached::Before {
+                break; // the first event of this delta is past the target time
+            }
+            last = Some(applied);
             events.emit(&Event::DeltaApplied {
                 snapshot: &step.snapshot,
-                applied,
+                applied: applied + 1,
                 of,
                 revision: Revision(w.revision()),
             });
+            if reached == Reached::Within {
+                break;
+            }
         }
-        Ok(w.finish().map_err(RestoreFailure::from)?)
+        if let Stop::AtRevision(target) = stop
+            && w.revision() != target.get()
+        {
+            return Err(RestoreFailure::TargetNotReached {
+                target: target.get(),
+                reached: w.revision(),
+            }
+            .into());
+        }
+        if let Some(bump) = bump {
+            w.bump_revision(bump);
+        }
+        Ok((w.finish().map_err(RestoreFailure::from)?, last))
     });
     let result = applier.await.map_err(|e| Error::Io {
         what: "restore applier".into(),
@@ -333,6 +367,7 @@ fn spawn_downloads(
     scratch: &Path,
     fetchers: usize,
     permits: &Arc<Semaphore>,
+    times: bool,
     tx: mpsc::Sender<Result<(ChainStep, PathBuf)>>,
 ) -> tokio::task::JoinHandle<()> {
     let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
@@ -346,7 +381,7 @@ fn spawn_downloads(
                 let permits = Arc::clone(&permits);
                 AbortOnDropHandle::new(tokio::spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    fetch::delta(&store, &d.snapshot, &path)
+                    fetch::delta(&store, &d.snapshot, &path, times)
                         .await
                         .map(|()| (d, path))
                 }))
@@ -367,9 +402,36 @@ fn spawn_downloads(
     })
 }
 
-/// Applies one delta of the chain as its own segment: its events at or below the revision
-/// restored so far are overlaps (`step.from` is the next revision).
-fn apply_delta(w: &mut RestoreWriter, step: &ChainStep, file: &Path) -> Result<()> {
+/// How far into a delta the restore's target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Not yet: the next delta continues.
+    Beyond,
+    /// Within this delta: it was applied up to the target, and the restore is done.
+    Within,
+    /// Before this delta: none of its revisions was applied, and the restore is done.
+    Before,
+}
+
+/// Whether `e`, the next event, is past `stop` given the revision restored so far: a revision
+/// target keeps every event at or below it; a time target keeps whole revisions whose first
+/// event is at or before it (the other events of a transaction follow its first).
+fn past(stop: Stop, restored: i64, e: &Change, time: Option<DateTime<Utc>>) -> bool {
+    match stop {
+        Stop::End => false,
+        Stop::AtRevision(r) => e.mod_revision > r.get(),
+        Stop::AfterTime(t) => e.mod_revision > restored && time.is_some_and(|time| time > t),
+    }
+}
+
+/// Applies one delta of the chain as its own segment, up to `stop`: its events at or below the
+/// revision restored so far are overlaps (`step.from` is the next revision).
+fn apply_delta(
+    w: &mut RestoreWriter,
+    step: &ChainStep,
+    file: &Path,
+    stop: Stop,
+) -> Result<Reached> {
     let snap = &step.snapshot;
     debug_assert_eq!(
         step.from.get(),
@@ -380,17 +442,38 @@ fn apply_delta(w: &mut RestoreWriter, step: &ChainStep, file: &Path) -> Result<(
         EventReader::open(file).map_err(Error::io(format!("cannot read {}", file.display())))?;
     let before = w.revision();
     w.begin_segment();
-    while let Some(e) = events
+    let mut reached = Reached::Beyond;
+    while let Some((e, time)) = events
         .next()
         .map_err(Error::io(format!("cannot read {}", file.display())))?
     {
+        if past(stop, w.revision(), e, time) {
+            reached = if w.revision() == before {
+                Reached::Before
+            } else {
+                Reached::Within
+            };
+            break;
+        }
         w.apply(e).map_err(RestoreFailure::from)?;
     }
-    tracing::info!(
-        "Applied delta snapshot {}: revisions {}..={}",
-        snap.snap_name,
-        before + 1,
-        w.revision()
-    );
-    Ok(())
+    if reached == Reached::Before {
+        tracing::info!(
+            "Delta snapshot {} starts after the target time: not applied",
+            snap.snap_name
+        );
+    } else {
+        tracing::info!(
+            "Applied delta snapshot {}: revisions {}..={}{}",
+            snap.snap_name,
+            before + 1,
+            w.revision(),
+            if reached == Reached::Within {
+                " (the target)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(reached)
 }

@@ -7,6 +7,7 @@ use etcdbr::initialize::{InitializeOptions, initialize};
 use crate::flags::etcd::EtcdFlags;
 use crate::flags::restoration::RestorationFlags;
 use crate::flags::store::{StoreFlags, open_checked};
+use crate::flags::target::{BumpFlags, TargetFlags};
 
 /// Flags of `initialize`.
 #[derive(Debug, Args)]
@@ -20,6 +21,10 @@ pub struct InitializeArgs {
     store: StoreFlags,
     #[command(flatten)]
     restoration: RestorationFlags,
+    #[command(flatten)]
+    target: TargetFlags,
+    #[command(flatten)]
+    bump: BumpFlags,
 }
 
 fn parse_mode(s: &str) -> Result<ValidationMode, String> {
@@ -49,7 +54,10 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let mut opts = InitializeOptions::new(args.restoration.to_options(), args.validation_mode);
+    let mut restore = args.restoration.to_options();
+    restore.selection = args.target.selection();
+    restore.bump = args.bump.bump()?;
+    let mut opts = InitializeOptions::new(restore, args.validation_mode);
     opts.namespace = std::env::var("POD_NAMESPACE")
         .ok()
         .filter(|n| !n.is_empty());

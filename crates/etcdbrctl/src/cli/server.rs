@@ -16,6 +16,7 @@ use crate::flags::etcd::EtcdFlags;
 use crate::flags::restoration::RestorationFlags;
 use crate::flags::snapshotter::{BackoffFlags, CompressionFlags, DefragFlags, SnapshotterFlags};
 use crate::flags::store::{SecondaryStoreFlags, StoreFlags};
+use crate::flags::target::{BumpFlags, TargetFlags};
 use crate::flags::values::{go_bool, go_duration};
 
 /// Flags of `server`.
@@ -41,6 +42,10 @@ pub struct ServerArgs {
     defrag: DefragFlags,
     #[command(flatten)]
     restoration: RestorationFlags,
+    #[command(flatten)]
+    target: TargetFlags,
+    #[command(flatten)]
+    bump: BumpFlags,
     #[command(flatten)]
     health: HealthFlags,
 }
@@ -202,8 +207,10 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
         &store.temp_dir,
         etcd.snapshot_timeout,
     );
-    let mut initialize =
-        InitializeOptions::new(args.restoration.to_options(), ValidationMode::Full);
+    let mut restore = args.restoration.to_options();
+    restore.selection = args.target.selection();
+    restore.bump = args.bump.bump()?;
+    let mut initialize = InitializeOptions::new(restore, ValidationMode::Full);
     initialize.namespace = std::env::var("POD_NAMESPACE")
         .ok()
         .filter(|n| !n.is_empty());

@@ -5,4 +5,5 @@ pub mod etcd;
 pub mod restoration;
 pub mod snapshotter;
 pub mod store;
+pub mod target;
 pub mod values;

@@ -12,6 +12,7 @@ mod corruption;
 mod faults;
 mod initialize;
 mod leases;
+mod pitr;
 mod providers;
 mod restore;
 mod server;
