@@ -38,6 +38,9 @@ pub enum Error {
     /// A key of the `key` bucket is not a revision key.
     #[error("the last key of the key bucket is not a revision key ({0} bytes)")]
     BadRevisionKey(usize),
+    /// A stored key-value does not decode.
+    #[error("a stored key-value does not decode: {0}")]
+    BadValue(&'static str),
 }
 
 /// The revision etcd would report for this database: the main revision of the last `key`
@@ -48,6 +51,34 @@ pub enum Error {
 /// # Errors
 /// [`Error`] when the file is not a readable etcd database.
 pub fn current_revision(db: &bbolt::Db) -> Result<Revision, Error> {
+    let last = last_key_revision(db)?;
+    let compacted = compacted_revision(db)?.map(Revision::get);
+    Ok(Revision(
+        last.into_iter().chain(compacted).max().unwrap_or(1).max(1),
+    ))
+}
+
+/// The revision of the last finished compaction (`finishedCompactRev`), if any: reads and
+/// watches at or below it are refused, and its `hashkv` covers only what compaction kept.
+///
+/// # Errors
+/// [`Error`] when the file is not a readable etcd database.
+pub fn compacted_revision(db: &bbolt::Db) -> Result<Option<Revision>, Error> {
+    let mut compacted = None;
+    if let Some(meta) = db.bucket(schema::META_BUCKET)? {
+        let mut c = db.cursor(&meta)?;
+        let mut e = c.first()?;
+        while let Some(entry) = e {
+            if entry.key == schema::FINISHED_COMPACT_REV {
+                compacted = revision::main_of(entry.value).map(Revision);
+            }
+            e = c.next()?;
+        }
+    }
+    Ok(compacted)
+}
+
+fn last_key_revision(db: &bbolt::Db) -> Result<Option<i64>, Error> {
     let key = db
         .bucket(schema::KEY_BUCKET)?
         .ok_or(Error::MissingBucket("key"))?;
@@ -56,18 +87,5 @@ pub fn current_revision(db: &bbolt::Db) -> Result<Revision, Error> {
         Some(e) => Some(revision::main_of(e.key).ok_or(Error::BadRevisionKey(e.key.len()))?),
         None => None,
     };
-    let mut compacted = None;
-    if let Some(meta) = db.bucket(schema::META_BUCKET)? {
-        let mut c = db.cursor(&meta)?;
-        let mut e = c.first()?;
-        while let Some(entry) = e {
-            if entry.key == schema::FINISHED_COMPACT_REV {
-                compacted = revision::main_of(entry.value);
-            }
-            e = c.next()?;
-        }
-    }
-    Ok(Revision(
-        last.into_iter().chain(compacted).max().unwrap_or(1).max(1),
-    ))
+    Ok(last)
 }

@@ -105,6 +105,15 @@ pub enum Event<'a> {
         /// How long it took.
         took: Duration,
     },
+    /// A verification run finished.
+    Verified {
+        /// Backup sets verified.
+        sets: usize,
+        /// The kind of the first failure (`None`: every set verified).
+        failure: Option<&'static str>,
+        /// How long the run took.
+        took: Duration,
+    },
     /// Copying an object to the destination store was tried.
     ObjectCopied {
         /// The source object.

@@ -32,5 +32,6 @@ pub mod schedule;
 pub mod service;
 pub mod snapshotter;
 mod trailer;
+pub mod verify;
 
 pub use error::{Error, RestoreFailure, Result, error_chain};

@@ -46,24 +46,35 @@ fn main() -> ExitCode {
         log_version();
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
+        let done = |r: anyhow::Result<()>| {
+            r.map(|()| ExitCode::SUCCESS)
+                .map_err(|e| (e, ExitCode::FAILURE))
+        };
         match command {
-            Command::Snapshot(args) => cli::snapshot::run(*args, stop).await,
-            Command::Restore(args) => cli::restore::run(*args).await,
-            Command::Compact(args) => cli::compact::run(*args).await,
-            Command::Initialize(args) => cli::initialize::run(*args).await,
-            Command::Server(args) => cli::server::run(*args, stop).await,
-            Command::Copy(args) => cli::copy::run(*args, stop).await,
+            Command::Snapshot(args) => done(cli::snapshot::run(*args, stop).await),
+            Command::Restore(args) => done(cli::restore::run(*args).await),
+            Command::Compact(args) => done(cli::compact::run(*args).await),
+            Command::Initialize(args) => done(cli::initialize::run(*args).await),
+            Command::Server(args) => done(cli::server::run(*args, stop).await),
+            Command::Copy(args) => done(cli::copy::run(*args, stop).await),
+            Command::List(args) => done(cli::list::run(*args).await),
+            // 0 verified, 1 a backup is bad, 2 verification could not run.
+            Command::Verify(args) => match cli::verify::run(*args).await {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::FAILURE),
+                Err(e) => Err((e, ExitCode::from(2))),
+            },
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(code) => code,
+        Err((e, code)) => {
             // Once: as a log line in JSON, else as the last line of stderr.
             match format {
                 logging::LogFormat::Json => tracing::error!("{e:#}"),
                 logging::LogFormat::Text => eprintln!("error: {e:#}"),
             }
-            ExitCode::FAILURE
+            code
         }
     }
 }

@@ -21,6 +21,7 @@
 mod config;
 pub mod credentials;
 mod error;
+pub mod inventory;
 pub mod list;
 mod name;
 pub mod provider;

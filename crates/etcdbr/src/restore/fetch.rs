@@ -37,7 +37,7 @@ pub(super) async fn full(
     let started = Instant::now();
     let file = std::fs::File::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let name = full.snap_name.clone();
+    let (name, suffix) = (full.snap_name.clone(), full.compression_suffix.clone());
     let (total, digest_ok) = stream(store, full, move |body| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_BLOCKS);
         let writer = std::thread::spawn(move || write_checking_trailer(file, rx));
@@ -54,7 +54,7 @@ pub(super) async fn full(
         let written = writer
             .join()
             .map_err(|_| io::Error::other("the snapshot writer thread panicked"));
-        read.map_err(|e| decompress_failure(&name, e))?;
+        read.map_err(|e| decompress_failure(&name, &suffix, e))?;
         written.and_then(|w| w).map_err(Error::io(format!(
             "cannot write the base snapshot of {name}"
         )))
@@ -218,7 +218,21 @@ async fn stream<T: Send + 'static>(
     })?
 }
 
-fn decompress_failure(name: &str, source: io::Error) -> Error {
+/// A read of a snapshot that failed: bad or cut-off data is a corrupt object; anything else
+/// (the store's connection) is an I/O failure.
+fn decompress_failure(name: &str, suffix: &str, source: io::Error) -> Error {
+    if matches!(
+        source.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+    ) {
+        return RestoreFailure::Decompress {
+            name: name.to_owned(),
+            compression: Compression::from_suffix(suffix)
+                .map_or_else(|_| suffix.to_owned(), |c| c.to_string()),
+            source,
+        }
+        .into();
+    }
     Error::Io {
         what: format!("cannot read or decompress {name}"),
         source,

@@ -172,6 +172,36 @@ fn log_report(opts: &RestoreOptions, report: &RestoreReport) {
 /// # Errors
 /// As [`restore`].
 pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let listed_at = Utc::now();
+    let plan = plan(store, &opts.selection).await?;
+    build_planned(store, opts, plan, listed_at).await
+}
+
+/// What `selection` restores from `store`, with the restore's errors for an empty store or a
+/// broken chain.
+///
+/// # Errors
+/// Listing fails, or the store cannot restore `selection` (the error says what it can).
+pub async fn plan(store: &SnapStore, selection: &Selection) -> Result<Plan> {
+    match store.plan(selection).await {
+        Err(snapstore::Error::Select(snapstore::SelectError::NoFullSnapshot)) => {
+            Err(RestoreFailure::NoFullSnapshot.into())
+        }
+        Err(snapstore::Error::Chain(e)) => Err(RestoreFailure::from(e).into()),
+        other => Ok(other?),
+    }
+}
+
+/// Builds `plan` (made by [`plan`] at `listed_at`) into `<data-dir>.part`, as [`build_part`].
+///
+/// # Errors
+/// As [`restore`].
+pub async fn build_planned(
+    store: &SnapStore,
+    opts: &RestoreOptions,
+    plan: Plan,
+    listed_at: DateTime<Utc>,
+) -> Result<RestoreReport> {
     let started = Instant::now();
     let cluster = Cluster::new(&opts.initial_cluster, &opts.initial_cluster_token)
         .map_err(RestoreFailure::from)?;
@@ -183,14 +213,6 @@ pub async fn build_part(store: &SnapStore, opts: &RestoreOptions) -> Result<Rest
     if part.exists() {
         return Err(RestoreFailure::TargetExists(part).into());
     }
-    let listed_at = Utc::now();
-    let plan = match store.plan(&opts.selection).await {
-        Err(snapstore::Error::Select(snapstore::SelectError::NoFullSnapshot)) => {
-            return Err(RestoreFailure::NoFullSnapshot.into());
-        }
-        Err(snapstore::Error::Chain(e)) => return Err(RestoreFailure::from(e).into()),
-        other => other?,
-    };
     let (set, chain, stop) = (plan.set.clone(), plan.chain.clone(), plan.stop);
     let full = plan.full().clone();
     let newest = chain.last().map_or(&full, |s| &s.snapshot).clone();

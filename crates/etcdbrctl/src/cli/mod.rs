@@ -4,9 +4,11 @@
 pub mod compact;
 pub mod copy;
 pub mod initialize;
+pub mod list;
 pub mod restore;
 pub mod server;
 pub mod snapshot;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -91,4 +93,14 @@ takes a full snapshot when none exists, the last is final, or it is older than t
         long_about = "Copies backup sets (a full snapshot and its deltas) from the --source-* store to the store named by the unprefixed store flags, newest first, filtered by --max-backups-to-copy and --max-backup-age. Objects the destination already has are skipped (names compared without .final), and .final is dropped at the destination. Each object streams from store to store; an interrupted copy leaves no partial object, so running it again finishes the job. Empty --source-storage-provider and --source-store-prefix are taken from the destination flags; the source's credentials are read from the SOURCE_-prefixed variables."
     )]
     Copy(Box<copy::CopyArgs>),
+    /// List the store's backup sets: full snapshots, their deltas, revisions, times, sizes (etcdbr)
+    #[command(
+        long_about = "Lists the store's backup sets, oldest first: each full snapshot and the deltas a restore applies on it, with their revisions, creation times, sizes as stored, compression, .final mark and chunk objects. Deltas a restore does not apply are flagged (covered by another delta, an overlap applied from a later revision, after a gap), and so are snapshots in no set. The summary gives the revisions and times each set restores, which is what --restore-to-revision, --restore-to-time and --snapshot choose from. --output=json for scripts."
+    )]
+    List(Box<list::ListArgs>),
+    /// Prove that backups restore, without touching any data directory (etcdbr)
+    #[command(
+        long_about = "Verifies backup sets (the latest by default; --all for every set; --snapshot or --restore-to-revision/--restore-to-time for one): every object is downloaded, decompressed and its sha256 checked, the chain is checked for gaps, the set is restored natively into scratch space below --restoration-temp-snapshots-dir, the restored db is checked page by page, and its hashkv, revision and key count are reported. With --endpoints, the hashkv is compared with the live etcd's at the same revision when etcd still has it, and a mismatch fails. Exit codes: 0 every set verified, 1 a backup is bad (the output names the object and what is wrong), 2 usage or verification could not run. --output=json for monitoring."
+    )]
+    Verify(Box<verify::VerifyArgs>),
 }

@@ -1,4 +1,4 @@
-//! The corruption table: every reader (restore, initialize, compact, copy) against damaged
+//! The corruption table: every reader (restore, initialize, compact, copy, verify) against damaged
 //! stores, for each compression, backups taken by the real binary from real etcd 3.4 and 3.5.
 //! Each row: the exit code, the message naming the object and the problem, and that
 //! `--data-dir` and `<data-dir>.part` are as they were (compact uploads nothing; copy copies
@@ -138,6 +138,7 @@ fn fails(all: &[&str], any: &'static [&'static str]) -> Expect {
 
 const DECODE: &[&str] = &[
     "cannot read or decompress",
+    "cannot be decompressed",
     "is unusable",
     "SHA256 hash does not match",
     "truncated or has extra data",
@@ -213,7 +214,14 @@ fn rows(src: &Source) -> Vec<Row> {
         Row {
             case: "zero-byte delta",
             damage: truncate(d1.clone(), |_| 0),
-            expect: fails(&[&d1], &["is unusable", "cannot read or decompress"]),
+            expect: fails(
+                &[&d1],
+                &[
+                    "is unusable",
+                    "cannot read or decompress",
+                    "cannot be decompressed",
+                ],
+            ),
         },
         Row {
             case: "a missing delta",
@@ -327,7 +335,7 @@ fn rows(src: &Source) -> Vec<Row> {
                     std::fs::rename(dir.join(&full), dir.join(format!("{full}.gz"))).unwrap()
                 }
             }),
-            expect: fails(&[&full, "cannot read or decompress"], &[""]),
+            expect: fails(&[&full, "decompress"], &[""]),
         });
     } else {
         rows.push(Row {
@@ -412,6 +420,62 @@ fn copy(home: &Path) -> Output {
         .unwrap()
 }
 
+/// `verify --output=json` of the store below `home`, compared with the live `source`.
+fn verify(home: &Path, source: &Etcd) -> (Output, serde_json::Value) {
+    let o = bin()
+        .env("HOME", home)
+        .args([
+            "verify",
+            "--storage-provider=Local",
+            "--store-container=backups",
+            "--output=json",
+            "--endpoints",
+            &source.client_url,
+        ])
+        .args([
+            "--restoration-temp-snapshots-dir",
+            home.join("vtmp").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o, json)
+}
+
+/// The verdict of `verify` on a damaged store: exit 1, and the failure's text has `all` and one
+/// of `any`.
+fn check_verify_failure(
+    case: &str,
+    o: &Output,
+    json: &serde_json::Value,
+    all: &[String],
+    any: &[&str],
+) {
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{case}: verify: {}\n{json}",
+        log(o)
+    );
+    assert_eq!(json["ok"], false, "{case}: {json}");
+    let failure = &json["sets"][0]["failure"];
+    let text = format!(
+        "{} {}",
+        failure["object"].as_str().unwrap_or_default(),
+        failure["message"].as_str().unwrap_or_default()
+    );
+    for needle in all {
+        assert!(
+            text.contains(needle.as_str()),
+            "{case}: verify: {needle:?} not in {text:?}"
+        );
+    }
+    assert!(
+        any.iter().any(|n| text.contains(n)),
+        "{case}: verify: none of {any:?} in {text:?}"
+    );
+}
+
 /// The revision and native `hashkv` of a restored data dir.
 fn restored_hash(data_dir: &Path) -> (i64, u32) {
     let db = bbolt::Db::open(data_dir.join("member/snap/db")).unwrap();
@@ -465,10 +529,13 @@ async fn run_table(version: EtcdVersion, compression: Compression) {
                 .unwrap_or_default()
         );
         let i = initialize(home.path(), &init_dir);
+        // Before compact, which adds a full snapshot to the store.
+        let (v, verdict) = verify(home.path(), &src.etcd);
         let c = compact(home.path());
         let k = copy(home.path());
         match &row.expect {
             Expect::Fails { all, any } => {
+                check_verify_failure(case, &v, &verdict, all, any);
                 check_failure(case, "restore", &r, all, any);
                 assert!(
                     !target.exists(),
@@ -497,6 +564,11 @@ async fn run_table(version: EtcdVersion, compression: Compression) {
                     "{case}: initialize"
                 );
                 assert!(c.status.success(), "{case}: compact: {}", log(&c));
+                assert!(v.status.success(), "{case}: verify: {}\n{verdict}", log(&v));
+                let set = &verdict["sets"][0];
+                assert_eq!(set["revision"], want_rev, "{case}: verify");
+                assert_eq!(set["hashkv"], want_hash, "{case}: verify");
+                assert_eq!(set["live"], "matched", "{case}: verify");
             }
         }
         for p in [etcd_datadir_part(&target), etcd_datadir_part(&init_dir)] {
