@@ -16,4 +16,5 @@ mod pitr;
 mod providers;
 mod restore;
 mod server;
+mod verify;
 mod wrapper;
