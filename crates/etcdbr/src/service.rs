@@ -1,6 +1,6 @@
 //! The backup service: everything that keeps one store's backups of one etcd going, started and
 //! stopped together. That is the snapshotter, garbage collection, scheduled defragmentation,
-//! and the copy to a secondary store with its own GC. `etcdbrctl snapshot` runs it until
+//! the copy to a secondary store with its own GC, and scheduled verification. `etcdbrctl snapshot` runs it until
 //! stopped; the server runs it while its member leads.
 
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct BackupOptions {
     pub defrag_schedule: Schedule,
     /// The secondary store, when its sync is enabled.
     pub secondary: Option<Secondary>,
+    /// `--verify-schedule`: verify the latest backup set on this schedule.
+    pub verify: Option<(Schedule, crate::verify::VerifyOptions)>,
     /// Who hears about snapshots, deletions and defragmentations (given to every part).
     pub events: Events,
 }
@@ -60,6 +62,7 @@ impl BackupOptions {
             gc_period,
             defrag_schedule,
             secondary: None,
+            verify: None,
             events: Events::none(),
         }
     }
@@ -119,6 +122,16 @@ impl BackupService {
                 parts.clone(),
             )),
         ];
+        if let Some((schedule, verify)) = &o.verify {
+            let mut verify = verify.clone();
+            verify.events = o.events.clone();
+            tasks.push(tokio::spawn(crate::verify::run_periodically(
+                self.store.clone(),
+                schedule.clone(),
+                verify,
+                parts.clone(),
+            )));
+        }
         if let Some(secondary) = &o.secondary {
             tasks.push(tokio::spawn(crate::copy::sync_periodically(
                 self.store.clone(),

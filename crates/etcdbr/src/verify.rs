@@ -472,3 +472,44 @@ fn classify(e: &Error) -> Failure {
         message: error_chain(e),
     }
 }
+
+/// Verifies on `schedule` until `stop`: the leader's `--verify-schedule`. Each run reports
+/// [`Event::Verified`]; a bad backup is logged as an error, and the next run is on schedule.
+pub async fn run_periodically(
+    store: SnapStore,
+    schedule: crate::schedule::Schedule,
+    opts: VerifyOptions,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let now = chrono::Local::now();
+        let Some(next) = schedule.next_after(now) else {
+            tracing::warn!(
+                "Verification schedule {schedule} never fires again; verification stops"
+            );
+            return;
+        };
+        tracing::info!("Next backup verification at {next}");
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        let run = verify(&store, &opts);
+        tokio::select! {
+            result = run => match result {
+                Ok(reports) if reports.iter().all(SetReport::ok) => {}
+                Ok(_) => tracing::error!("Backup verification found a bad backup (see above)"),
+                Err(e) => {
+                    opts.events.emit(&Event::Verified {
+                        sets: 0,
+                        failure: Some(FailureKind::Store.as_str()),
+                        took: Duration::ZERO,
+                    });
+                    tracing::error!("Backup verification could not run: {}", error_chain(&e));
+                }
+            },
+            () = stop.cancelled() => return,
+        }
+    }
+}

@@ -150,6 +150,7 @@ const KEYS: &[(&str, &str)] = &[
     ("restorationConfig.bumpRevision", "bump-revision"),
     ("restorationConfig.markCompacted", "mark-compacted"),
     ("defragmentationSchedule", "defragmentation-schedule"),
+    ("verifySchedule", "verify-schedule"),
     ("useEtcdWrapper", "use-etcd-wrapper"),
     ("compressionConfig.enabled", "compress-snapshots"),
     ("compressionConfig.policy", "compression-policy"),

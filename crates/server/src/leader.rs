@@ -1,7 +1,8 @@
 //! Leader election and the leader's duties (reference §7.2). Every `--reelection-period` the
 //! sidecar asks its own etcd member for `Status`: the member leads when the status' member id
 //! is its leader; a member that is a learner is promoted (etcd accepts once it has caught up).
-//! Only the leader's sidecar runs the snapshotter, GC, defragmentation and the secondary sync;
+//! Only the leader's sidecar runs the snapshotter, GC, defragmentation, the secondary sync and
+//! the scheduled verification;
 //! losing leadership (or etcd becoming unreachable) stops them, after the snapshotter saved its
 //! pending events. A new leader resumes the store's chain from its newest revision, so the chain
 //! has no gap across the hand-over (at most an overlap, which restore skips).
@@ -172,6 +173,12 @@ async fn lead(shared: Arc<Shared>, opts: ServerOptions, token: CancellationToken
         opts.defrag_schedule.clone(),
     );
     backup.events = crate::metrics::events();
+    if let Some(schedule) = &opts.verify_schedule {
+        let mut verify =
+            etcdbr::verify::VerifyOptions::new(opts.initialize.restore.temp_dir.clone());
+        verify.max_fetchers = opts.initialize.restore.max_fetchers;
+        backup.verify = Some((schedule.clone(), verify));
+    }
     if let Some(leases) = &shared.leases
         && let Some(observer) = leases.snapshot_observer(&store, &token).await
     {

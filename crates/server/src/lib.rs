@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub gc_period: Duration,
     /// `--defragmentation-schedule`.
     pub defrag_schedule: Schedule,
+    /// `--verify-schedule`: the leader verifies the latest backup set on it (etcdbr's).
+    pub verify_schedule: Option<Schedule>,
     /// How `/initialization/start` validates and restores.
     pub initialize: InitializeOptions,
     /// `--server-port`.
@@ -99,6 +101,7 @@ impl ServerOptions {
             gc: GcOptions::new(etcdbr::gc::GcPolicy::Exponential),
             gc_period: Duration::from_secs(60),
             defrag_schedule,
+            verify_schedule: None,
             initialize,
             port: 8080,
             bind: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),

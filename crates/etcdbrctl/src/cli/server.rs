@@ -226,6 +226,8 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
         .snapshotter
         .gc_options(store.provider == Some(Provider::Swift));
     opts.gc_period = args.snapshotter.garbage_collection_period;
+    opts.verify_schedule
+        .clone_from(&args.defrag.verify_schedule);
     opts.store = store.provider.is_some().then_some(store);
     opts.secondary = secondary(args)?;
     opts.port = s.server_port;

@@ -60,13 +60,18 @@ pub async fn run(args: SnapshotArgs, stop: CancellationToken) -> anyhow::Result<
         &store_config.temp_dir,
         etcd.snapshot_timeout,
     );
-    let backup = BackupOptions::new(
+    let mut backup = BackupOptions::new(
         snapshotter,
         args.snapshotter
             .gc_options(store_config.provider == Some(Provider::Swift)),
         args.snapshotter.garbage_collection_period,
         args.defrag.defragmentation_schedule,
     );
+    if let Some(schedule) = args.defrag.verify_schedule {
+        // Scratch space below the snapshotter's temp dir (restore flags are not taken here).
+        let verify = etcdbr::verify::VerifyOptions::new(store_config.temp_dir.join("verify"));
+        backup.verify = Some((schedule, verify));
+    }
     BackupService::new(etcd, store, backup).run(stop).await?;
     tracing::info!("Shutting down...");
     Ok(())

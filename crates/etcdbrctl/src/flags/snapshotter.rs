@@ -154,11 +154,17 @@ impl BackoffFlags {
     }
 }
 
-/// Scheduled defragmentation.
+/// Scheduled defragmentation, and etcdbr's scheduled verification.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Defragmentation")]
+#[command(next_help_heading = "Defragmentation and verification")]
 pub struct DefragFlags {
     /// Cron schedule of defragmenting every etcd member: 5 fields in local time, @daily-style, or @every <duration>
     #[arg(long, default_value = "0 0 */3 * *", value_parser = str::parse::<Schedule>)]
     pub defragmentation_schedule: Schedule,
+
+    /// Cron schedule of verifying the latest backup set (as `etcdbrctl verify` does: restored into
+    /// scratch space below --restoration-temp-snapshots-dir, checked, removed); results in the
+    /// etcdbr_verification_* metrics and the log. Off when not given (etcdbr's; the original has none)
+    #[arg(long, value_parser = str::parse::<Schedule>)]
+    pub verify_schedule: Option<Schedule>,
 }

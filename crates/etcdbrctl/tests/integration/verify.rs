@@ -215,3 +215,98 @@ async fn verify_finds_a_broken_page_under_a_valid_hash() {
     );
     assert!(!home.path().join("vtmp").exists(), "scratch space removed");
 }
+
+/// A metric's value in the Prometheus text, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_verifies_on_its_schedule_and_exports_the_verdicts() {
+    use crate::common::sidecar::Sidecar;
+    let etcd = Etcd::start(EtcdVersion::V35).await;
+    let mut c = etcd.client().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("etcd.conf.yaml.in"),
+        format!(
+            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
+             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
+            peer = etcd.peer_url,
+            client = etcd.client_url
+        ),
+    )
+    .unwrap();
+    for i in 0..50 {
+        c.put(format!("/k{i}"), "v", None).await.unwrap();
+    }
+    let sc = Sidecar::start(
+        home.path(),
+        "m0",
+        &etcd,
+        testkit::free_port(),
+        &["--verify-schedule=@every 1s"],
+    );
+    sc.wait_health(200).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = sc.http("GET", "/metrics").1;
+        if metric(&text, "etcdbr_verification_last_success_timestamp") > 0.0 {
+            assert!(
+                metric(
+                    &text,
+                    "etcdbr_verification_duration_seconds_count{succeeded=\"true\"}"
+                ) >= 1.0
+            );
+            assert_eq!(
+                metric(
+                    &text,
+                    "etcdbr_verification_failures_total{kind=\"corrupt\"}"
+                ),
+                0.0
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verification: {}",
+            sc.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Damage the full snapshot: the next runs count a corrupt backup.
+    let full = backups(home.path())
+        .into_iter()
+        .find(|n| n.starts_with("Full-"))
+        .unwrap();
+    let path = v2(home.path()).join(&full);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n / 2);
+    std::fs::write(&path, bytes).unwrap();
+    loop {
+        let text = sc.http("GET", "/metrics").1;
+        if metric(
+            &text,
+            "etcdbr_verification_failures_total{kind=\"corrupt\"}",
+        ) >= 1.0
+        {
+            assert!(
+                metric(
+                    &text,
+                    "etcdbr_verification_duration_seconds_count{succeeded=\"false\"}"
+                ) >= 1.0
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure counted: {}",
+            sc.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(sc.log().contains("is bad"), "the log names the bad set");
+}

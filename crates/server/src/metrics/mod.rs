@@ -40,7 +40,12 @@ pub const ERROR_KINDS: [&str; 8] = [
     "other",
 ];
 
-/// Every metric family of the original.
+/// Every value of `etcdbr_verification_failures_total`'s `kind` label
+/// ([`etcdbr::verify::FailureKind`]).
+pub const VERIFICATION_FAILURES: [&str; 6] =
+    ["corrupt", "chain", "database", "mismatch", "store", "other"];
+
+/// Every metric family of the original, and etcdbr's verification metrics.
 #[derive(Debug)]
 #[allow(missing_docs)] // each field is documented by its Prometheus help text
 pub struct Metrics {
@@ -61,6 +66,9 @@ pub struct Metrics {
     pub add_learner_duration_seconds: Family,
     pub member_remove_duration_seconds: Family,
     pub member_promote_duration_seconds: Family,
+    pub verification_last_success_timestamp: Family,
+    pub verification_duration_seconds: Family,
+    pub verification_failures_total: Family,
 }
 
 impl Metrics {
@@ -162,7 +170,30 @@ impl Metrics {
                 Histogram,
                 &["succeeded"],
             ),
+            // etcdbr's own (the original has no verification).
+            verification_last_success_timestamp: f(
+                "verification_last_success_timestamp",
+                "Unix time of the last verification run that found every backup set restorable.",
+                Gauge,
+                &[],
+            ),
+            verification_duration_seconds: f(
+                "verification_duration_seconds",
+                "Total latency distribution of verifying the latest backup set.",
+                Histogram,
+                &["succeeded"],
+            ),
+            verification_failures_total: f(
+                "verification_failures_total",
+                "Total number of verification runs that found a bad backup or could not run, by kind.",
+                Counter,
+                &["kind"],
+            ),
         };
+        for k in VERIFICATION_FAILURES {
+            m.verification_failures_total.touch(&[k]);
+        }
+        m.verification_last_success_timestamp.touch(&[]);
         for k in KINDS {
             for b in BOOLS {
                 m.snapshot_gc_total.touch(&[k, b]);
@@ -178,6 +209,7 @@ impl Metrics {
             m.add_learner_duration_seconds.touch(&[b]);
             m.member_remove_duration_seconds.touch(&[b]);
             m.member_promote_duration_seconds.touch(&[b]);
+            m.verification_duration_seconds.touch(&[b]);
             for r in [RESTORE_SINGLE_NODE, RESTORE_SINGLE_MEMBER] {
                 m.restoration_duration_seconds.touch(&[r, b]);
             }
@@ -196,7 +228,7 @@ impl Metrics {
         m
     }
 
-    fn families(&self) -> [&Family; 17] {
+    fn families(&self) -> [&Family; 20] {
         [
             &self.snapshot_gc_total,
             &self.snapshot_latest_revision,
@@ -215,6 +247,9 @@ impl Metrics {
             &self.add_learner_duration_seconds,
             &self.member_remove_duration_seconds,
             &self.member_promote_duration_seconds,
+            &self.verification_last_success_timestamp,
+            &self.verification_duration_seconds,
+            &self.verification_failures_total,
         ]
     }
 }
@@ -332,6 +367,19 @@ impl Observer for Prometheus {
                     .observe(&[bool_label(*ok)], secs(took));
                 if *ok {
                     m.is_learner.set(&[], 0.0);
+                }
+            }
+            Event::Verified { failure, took, .. } => {
+                m.verification_duration_seconds
+                    .observe(&[bool_label(failure.is_none())], secs(took));
+                match failure {
+                    None => m.verification_last_success_timestamp.set(
+                        &[],
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64().floor()),
+                    ),
+                    Some(kind) => m.verification_failures_total.inc(&[kind]),
                 }
             }
             _ => {}
