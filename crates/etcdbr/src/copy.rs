@@ -182,6 +182,9 @@ pub async fn copy_backups(
         .map(|s| without_final(&s.snap_name).to_owned())
         .collect();
     let (todo, skipped) = missing(&sets, &present);
+    opts.events.emit(&Event::CopyPlanned {
+        objects: todo.len(),
+    });
     let dest_prefix = dest.layout_prefix().to_owned();
     let copies = futures::stream::iter(todo)
         .map(|s: Snapshot| {

@@ -84,8 +84,18 @@ pub enum Event<'a> {
         full: &'a Snapshot,
         /// Deltas to apply after it.
         deltas: usize,
-        /// The revision the restore will reach.
+        /// The revision the restore will reach (for a target time: the chain's last, at most).
         revision: Revision,
+        /// The base's revision.
+        base: Revision,
+        /// The full snapshot's size as stored, when the store says.
+        full_bytes: Option<u64>,
+    },
+    /// Bytes were read from the store since the last such event (restore, verify, compact):
+    /// reported every few MiB, for progress.
+    Fetched {
+        /// Bytes as stored (compressed).
+        bytes: u64,
     },
     /// A restore applied one delta of its chain.
     DeltaApplied {
@@ -113,6 +123,11 @@ pub enum Event<'a> {
         failure: Option<&'static str>,
         /// How long the run took.
         took: Duration,
+    },
+    /// A copy chose the objects it copies.
+    CopyPlanned {
+        /// Objects to copy.
+        objects: usize,
     },
     /// Copying an object to the destination store was tried.
     ObjectCopied {

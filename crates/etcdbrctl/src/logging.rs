@@ -51,13 +51,25 @@ pub fn init(level: &str, format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| ProgressAware);
     match format {
         LogFormat::Text => builder
             .with_target(false)
             .with_ansi(std::io::stderr().is_terminal())
             .init(),
         LogFormat::Json => builder.with_ansi(false).event_format(JsonLines).init(),
+    }
+}
+
+/// stderr, with the progress bar (if one is drawn) cleared while a line is written.
+struct ProgressAware;
+
+impl std::io::Write for ProgressAware {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::progress::suspend(|| std::io::stderr().write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

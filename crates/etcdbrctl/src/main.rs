@@ -5,6 +5,7 @@ mod cli;
 mod config_file;
 mod flags;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 

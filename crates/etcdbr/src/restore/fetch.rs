@@ -18,6 +18,7 @@ use super::event_file::EventWriter;
 use crate::compress::Compression;
 use crate::delta_format::{self, DeltaFormatError, Event};
 use crate::error::{Error, RestoreFailure, Result};
+use crate::events::{Event as Progress, Events};
 use crate::trailer::{TrailerCheck, write_checking_trailer};
 
 /// Reads of an async body from a blocking thread are round trips: read in large blocks.
@@ -33,12 +34,13 @@ pub(super) async fn full(
     full: &Snapshot,
     path: &Path,
     skip_hash_check: bool,
+    events: &Events,
 ) -> Result<()> {
     let started = Instant::now();
     let file = std::fs::File::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
     let (name, suffix) = (full.snap_name.clone(), full.compression_suffix.clone());
-    let (total, digest_ok) = stream(store, full, move |body| {
+    let (total, digest_ok) = stream(store, full, events, move |body| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_BLOCKS);
         let writer = std::thread::spawn(move || write_checking_trailer(file, rx));
         let read = (|| -> io::Result<()> {
@@ -98,13 +100,20 @@ fn starts_with_meta_page(path: &Path) -> bool {
 
 /// Fetches a delta, decodes its events (with their times when `times`) into an event file at
 /// `path`, and checks its trailer; the file is only used when this returns `Ok`.
-pub(super) async fn delta(store: &SnapStore, s: &Snapshot, path: &Path, times: bool) -> Result<()> {
+pub(super) async fn delta(
+    store: &SnapStore,
+    s: &Snapshot,
+    path: &Path,
+    times: bool,
+    events: &Events,
+) -> Result<()> {
     let started = Instant::now();
-    let events = EventWriter::create(path)
+    let writer = EventWriter::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let events =
-        for_each_delta_event_timed(store, s, times, events, |w, e, t| w.write(&e, t)).await?;
-    events.finish().map_err(|e| {
+    let written =
+        for_each_delta_event_timed(store, s, (times, events), writer, |w, e, t| w.write(&e, t))
+            .await?;
+    written.finish().map_err(|e| {
         Error::from(RestoreFailure::Delta {
             name: s.snap_name.clone(),
             source: DeltaFormatError::Io(e),
@@ -128,14 +137,18 @@ pub(crate) async fn for_each_delta_event<T: Send + 'static>(
     state: T,
     mut f: impl FnMut(&mut T, Event) -> io::Result<()> + Send + 'static,
 ) -> Result<T> {
-    for_each_delta_event_timed(store, s, false, state, move |state, e, _| f(state, e)).await
+    let none = Events::none();
+    for_each_delta_event_timed(store, s, (false, &none), state, move |state, e, _| {
+        f(state, e)
+    })
+    .await
 }
 
 /// As [`for_each_delta_event`], with each event's time when `times`.
 pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
     store: &SnapStore,
     s: &Snapshot,
-    times: bool,
+    (times, events): (bool, &Events),
     state: T,
     mut f: impl FnMut(&mut T, Event, Option<DateTime<Utc>>) -> io::Result<()> + Send + 'static,
 ) -> Result<T> {
@@ -147,7 +160,7 @@ pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
         })
     };
     let bad_json = bad.clone();
-    let (total, digest_ok, (first, last), state) = stream(store, s, move |body| {
+    let (total, digest_ok, (first, last), state) = stream(store, s, events, move |body| {
         let mut state = state;
         let mut hashing = HashingReader {
             inner: body,
@@ -199,15 +212,22 @@ pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
 async fn stream<T: Send + 'static>(
     store: &SnapStore,
     s: &Snapshot,
+    events: &Events,
     consume: impl FnOnce(&mut dyn Read) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let compression = Compression::from_suffix(&s.compression_suffix)
         .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
     let body = store.fetch(s).await?;
     let handle = tokio::runtime::Handle::current();
+    let events = events.clone();
     tokio::task::spawn_blocking(move || -> Result<T> {
         let _guard = handle.enter();
-        let raw = BufReader::with_capacity(BLOCK, tokio_util::io::SyncIoBridge::new(body));
+        let counted = FetchCounter {
+            inner: tokio_util::io::SyncIoBridge::new(body),
+            events,
+            unreported: 0,
+        };
+        let raw = BufReader::with_capacity(BLOCK, counted);
         let mut decompressed = compression.reader(raw);
         consume(&mut decompressed)
     })
@@ -236,6 +256,31 @@ fn decompress_failure(name: &str, suffix: &str, source: io::Error) -> Error {
     Error::Io {
         what: format!("cannot read or decompress {name}"),
         source,
+    }
+}
+
+/// Reports the bytes read from the store as [`Progress::Fetched`], every [`REPORT_EVERY`] bytes
+/// and at the end.
+struct FetchCounter<R> {
+    inner: R,
+    events: Events,
+    unreported: u64,
+}
+
+/// How often [`FetchCounter`] reports.
+const REPORT_EVERY: u64 = 4 << 20;
+
+impl<R: Read> Read for FetchCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.unreported += n as u64;
+        if self.unreported >= REPORT_EVERY || (n == 0 && self.unreported > 0) {
+            self.events.emit(&Progress::Fetched {
+                bytes: self.unreported,
+            });
+            self.unreported = 0;
+        }
+        Ok(n)
     }
 }
 

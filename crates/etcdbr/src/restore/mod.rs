@@ -226,10 +226,13 @@ pub async fn build_planned(
         full.key(),
         chain.len(),
     );
+    let full_bytes = store.objects().stat(&full.key()).await.ok().map(|m| m.size);
     opts.events.emit(&Event::RestoreStarted {
         full: &full,
         deltas: chain.len(),
         revision: plan.revision().unwrap_or(newest.last_revision),
+        base: full.last_revision,
+        full_bytes,
     });
     if stop == Stop::End && !opts.selection.no_deltas && chain.len() < set.deltas.len() {
         tracing::info!(
@@ -301,14 +304,22 @@ async fn build(
     let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(ChainStep, PathBuf)>>(1);
-    let producer = spawn_downloads(store, chain, scratch, fetchers, &permits, times, tx);
+    let producer = spawn_downloads(
+        store,
+        chain,
+        scratch,
+        fetchers,
+        &permits,
+        (times, &opts.events),
+        tx,
+    );
     // The full snapshot goes straight into the data directory, which is then restored in place.
     let db = layout::db_path(part);
     let snap_dir = layout::snap_dir(part);
     let prepared = layout::create_private_dir(&snap_dir)
         .map_err(Error::io(format!("cannot create {}", snap_dir.display())));
     let fetched = match prepared {
-        Ok(()) => fetch::full(store, full, &db, opts.skip_hash_check).await,
+        Ok(()) => fetch::full(store, full, &db, opts.skip_hash_check, &opts.events).await,
         Err(e) => Err(e),
     };
     if let Err(e) = fetched {
@@ -389,10 +400,11 @@ fn spawn_downloads(
     scratch: &Path,
     fetchers: usize,
     permits: &Arc<Semaphore>,
-    times: bool,
+    (times, events): (bool, &Events),
     tx: mpsc::Sender<Result<(ChainStep, PathBuf)>>,
 ) -> tokio::task::JoinHandle<()> {
     let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
+    let events = events.clone();
     let permits = Arc::clone(permits);
     tokio::spawn(async move {
         // Each download is its own task, so downloads go on while this loop waits for the
@@ -400,10 +412,11 @@ fn spawn_downloads(
         let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
             .map(|(i, d)| {
                 let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
+                let events = events.clone();
                 let permits = Arc::clone(&permits);
                 AbortOnDropHandle::new(tokio::spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    fetch::delta(&store, &d.snapshot, &path, times)
+                    fetch::delta(&store, &d.snapshot, &path, times, &events)
                         .await
                         .map(|()| (d, path))
                 }))

@@ -72,7 +72,10 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
         None
     };
     let store = open_checked(&config).await?;
-    let opts = CompactOptions::new(args.restoration.to_options(), config.temp_dir.clone());
+    let progress = crate::progress::Progress::new();
+    let mut restore = args.restoration.to_options();
+    restore.events = progress.events();
+    let opts = CompactOptions::new(restore, config.temp_dir.clone());
     let report = etcdbr::compact::compact(&store, &opts).await?;
     if let Some(leases) = leases {
         update_full_lease(

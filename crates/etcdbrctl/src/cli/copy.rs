@@ -69,7 +69,9 @@ impl CopierFlags {
 /// # Errors
 /// Invalid flags, an unreachable store, or objects that could not be copied.
 pub async fn run(args: CopyArgs, stop: CancellationToken) -> anyhow::Result<()> {
-    let opts = args.copier.to_options()?;
+    let mut opts = args.copier.to_options()?;
+    let progress = crate::progress::Progress::new();
+    opts.events = progress.events();
     let dest_config = args.store.to_config()?;
     if dest_config.provider.is_none() {
         anyhow::bail!("--storage-provider (the destination store) is required");

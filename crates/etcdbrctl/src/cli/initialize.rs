@@ -57,6 +57,8 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
     let mut restore = args.restoration.to_options();
     restore.selection = args.target.selection();
     restore.bump = args.bump.bump()?;
+    let progress = crate::progress::Progress::new();
+    restore.events = progress.events();
     let mut opts = InitializeOptions::new(restore, args.validation_mode);
     opts.namespace = std::env::var("POD_NAMESPACE")
         .ok()

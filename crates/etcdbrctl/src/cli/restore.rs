@@ -32,9 +32,12 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     let mut opts = args.restoration.to_options();
     opts.selection = args.target.selection();
     opts.bump = args.bump.bump()?;
+    let progress = crate::progress::Progress::new();
+    opts.events = progress.events();
     let config = args.store.to_required_config()?;
     let store = open_checked(&config).await?;
     let report = etcdbr::restore::restore(&store, &opts).await?;
+    drop(progress);
     if let Stop::AfterTime(t) = report.stop {
         tracing::info!(
             "{} resolved to revision {} (the last revision whose events were received at or before it)",

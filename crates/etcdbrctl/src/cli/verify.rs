@@ -96,9 +96,12 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     };
     opts.max_fetchers = args.max_fetchers;
     opts.live = args.live.to_options()?;
+    let progress = crate::progress::Progress::new();
+    opts.events = progress.events();
     let config = args.store.to_required_config()?;
     let store = open_checked(&config).await?;
     let reports = verify(&store, &opts).await?;
+    drop(progress);
     let ok = reports.iter().all(SetReport::ok);
     match args.output {
         Output::Json => println!(

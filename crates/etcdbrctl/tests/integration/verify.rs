@@ -80,6 +80,11 @@ async fn verify_all_sets_points_in_time_and_the_live_etcd() {
     }
     assert_eq!(sets[1]["revision"], last);
     assert_eq!(sets[1]["keys"], 38, "20 keys a set, one deleted in each");
+    assert!(
+        stderr(&o).contains("Progress: fetching Full-"),
+        "progress lines when stderr is not a terminal: {}",
+        stderr(&o)
+    );
 
     // A point in time.
     let target = last - 5;
