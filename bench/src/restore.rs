@@ -173,6 +173,27 @@ pub(crate) async fn restore_bench(
     measure("etcdbrctl restore (full + deltas)", &|out: &Path| {
         restore_cmd(home.path(), out)
     })?;
+    let middle = base_rev + (end_rev - base_rev) / 2;
+    measure(
+        "etcdbrctl restore --restore-to-revision (half the deltas)",
+        &|out: &Path| {
+            let mut c = restore_cmd(home.path(), out);
+            c.arg(format!("--restore-to-revision={middle}"));
+            c
+        },
+    )?;
+    measure("etcdbrctl verify (full + deltas)", &|out: &Path| {
+        let mut c = Command::new(etcdbrctl);
+        c.env("HOME", home.path())
+            .args([
+                "verify",
+                "--storage-provider=Local",
+                "--store-container=store",
+                "--restoration-temp-snapshots-dir",
+            ])
+            .arg(out);
+        c
+    })?;
     measure("etcdbrctl compact (full + deltas)", &|out: &Path| {
         // Each run compacts its own copy of the chain (the copy is made before timing starts).
         let dst = out.join("store/v2");

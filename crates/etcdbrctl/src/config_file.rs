@@ -338,6 +338,20 @@ leaderElectionConfig:
 "#;
 
     #[test]
+    fn maps_etcdbrs_point_in_time_keys_to_flags() {
+        let f = flags_from_yaml(
+            "restorationConfig:\n  restoreToRevision: 1409\n  bumpRevision: 1000\n  markCompacted: true\n  snapshot: Full-00000000-00000001-1.gz\nverifySchedule: \"0 */6 * * *\"\n",
+        )
+        .unwrap();
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("restore-to-revision"), Some("1409"));
+        assert_eq!(get("bump-revision"), Some("1000"));
+        assert_eq!(get("mark-compacted"), Some("true"));
+        assert_eq!(get("snapshot"), Some("Full-00000000-00000001-1.gz"));
+        assert_eq!(get("verify-schedule"), Some("0 */6 * * *"));
+    }
+
+    #[test]
     fn maps_the_originals_keys_to_flags() {
         let f = flags_from_yaml(EXAMPLE).unwrap();
         let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -261,6 +261,13 @@ pub async fn build_planned(
     match result {
         Ok((stats, applied)) => {
             let seconds = started.elapsed().as_secs_f64();
+            if let Stop::AfterTime(t) = stop {
+                tracing::info!(
+                    "{} resolved to revision {} (the last revision whose events were received at or before it)",
+                    t.to_rfc3339(),
+                    stats.revision.get()
+                );
+            }
             opts.events.emit(&Event::RestoreBuilt {
                 revision: stats.revision,
                 took: started.elapsed(),

@@ -2,7 +2,6 @@
 //! in time or a chosen full snapshot.
 
 use clap::Args;
-use snapstore::Stop;
 
 use crate::flags::restoration::RestorationFlags;
 use crate::flags::store::{StoreFlags, open_checked};
@@ -38,13 +37,6 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     let store = open_checked(&config).await?;
     let report = etcdbr::restore::restore(&store, &opts).await?;
     drop(progress);
-    if let Stop::AfterTime(t) = report.stop {
-        tracing::info!(
-            "{} resolved to revision {} (the last revision whose events were received at or before it)",
-            t.to_rfc3339(),
-            report.stats.revision.get()
-        );
-    }
     tracing::info!(
         "Restored {} from {} and {} deltas: revision {}{}",
         opts.data_dir.display(),

@@ -449,3 +449,91 @@ async fn bump_revision_and_mark_compacted_cancel_old_watches_35() {
 async fn bump_revision_and_mark_compacted_cancel_old_watches_34() {
     bump_cancels_old_watches(EtcdVersion::V34).await;
 }
+
+fn db_revision(data_dir: &Path) -> i64 {
+    let db = bbolt::Db::open(data_dir.join("member/snap/db")).unwrap();
+    etcd_datadir::current_revision(&db).unwrap().get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_and_the_server_restore_to_a_point_in_time() {
+    use crate::common::sidecar::Sidecar;
+    let source = Etcd::start(EtcdVersion::V35).await;
+    let mut c = source.client().await.unwrap();
+    let lease = c.lease_grant(3600, None).await.unwrap().id();
+    let home = tempfile::tempdir().unwrap();
+    let child = start_snapshot(&source, home.path()).await;
+    writes(&mut c, 1, lease, &mut Marks::default()).await;
+    wait_for_backup(home.path(), rev(&mut c).await).await;
+    stop_snapshot(child);
+    let target = rev(&mut c).await - 7;
+
+    // initialize: a missing data dir is restored, to the target.
+    let data = home.path().join("init/data");
+    let out = bin()
+        .env("HOME", home.path())
+        .env_remove("POD_NAMESPACE")
+        .env_remove("ETCD_CONF")
+        .args([
+            "initialize",
+            "--storage-provider=Local",
+            "--store-container=backups",
+        ])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .arg(format!("--restore-to-revision={target}"))
+        .args([
+            "--restoration-temp-snapshots-dir",
+            home.path().join("rtmp").to_str().unwrap(),
+        ])
+        .args([
+            "--snapstore-temp-directory",
+            home.path().join("stmp").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db_revision(&data), target);
+
+    // server: its start-up restore (driven over HTTP, as etcd-wrapper does) restores the target.
+    std::fs::write(
+        home.path().join("etcd.conf.yaml.in"),
+        format!(
+            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
+             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
+            peer = source.peer_url,
+            client = source.client_url
+        ),
+    )
+    .unwrap();
+    let sc = Sidecar::start(
+        home.path(),
+        "m0",
+        &source,
+        testkit::free_port(),
+        &[
+            &format!("--restore-to-revision={target}"),
+            "--bump-revision=100",
+            "--mark-compacted",
+        ],
+    );
+    sc.wait_serving().await;
+    assert_eq!(sc.http("GET", "/initialization/start?mode=sanity").0, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, s) = sc.http("GET", "/initialization/status");
+        if s == "Successful" {
+            break;
+        }
+        assert!(
+            s != "Failed" && std::time::Instant::now() < deadline,
+            "{s}:\n{}",
+            sc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db_revision(&home.path().join("m0-restored")), target + 100);
+}
