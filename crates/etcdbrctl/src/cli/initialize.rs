@@ -55,8 +55,7 @@ pub async fn run(args: InitializeArgs) -> anyhow::Result<()> {
         }
     };
     let mut restore = args.restoration.to_options();
-    restore.selection = args.target.selection();
-    restore.bump = args.bump.bump()?;
+    crate::flags::target::apply(&args.target, &args.bump, &mut restore)?;
     let progress = crate::progress::Progress::new();
     restore.events = progress.events();
     let mut opts = InitializeOptions::new(restore, args.validation_mode);

@@ -51,10 +51,11 @@ delta snapshots (watch events) every --delta-snapshot-period, old backups garbag
 On SIGTERM or SIGINT pending events are saved as a last delta before exiting."
     )]
     Snapshot(Box<snapshot::SnapshotArgs>),
-    /// Restore an etcd data directory from the latest full snapshot and its deltas
+    /// Restore an etcd data directory from the latest full snapshot and its deltas, or a point in time
     #[command(
         long_about = "Builds an etcd data directory from the store's latest full snapshot and the delta snapshots \
-after it, without running etcd: the snapshot's sha256 is verified, every delta's events are applied as new \
+after it (or, with --restore-to-revision, --restore-to-time or --snapshot, the state at a revision, at an \
+instant, or of a chosen full snapshot; see `etcdbrctl list`), without running etcd: the snapshot's sha256 is verified, every delta's events are applied as new \
 revisions (a revision gap is an error), leases present in the full snapshot stay attached, and the membership \
 is rewritten for --initial-cluster. The directory is built in <data-dir>.part and renamed into place only on \
 success; --data-dir must not exist. Exits non-zero when the store has no full snapshot."

@@ -29,8 +29,7 @@ pub struct RestoreArgs {
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     args.restoration.validate()?;
     let mut opts = args.restoration.to_options();
-    opts.selection = args.target.selection();
-    opts.bump = args.bump.bump()?;
+    crate::flags::target::apply(&args.target, &args.bump, &mut opts)?;
     let progress = crate::progress::Progress::new();
     opts.events = progress.events();
     let config = args.store.to_required_config()?;

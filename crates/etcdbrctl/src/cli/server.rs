@@ -208,8 +208,7 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
         etcd.snapshot_timeout,
     );
     let mut restore = args.restoration.to_options();
-    restore.selection = args.target.selection();
-    restore.bump = args.bump.bump()?;
+    crate::flags::target::apply(&args.target, &args.bump, &mut restore)?;
     let mut initialize = InitializeOptions::new(restore, ValidationMode::Full);
     initialize.namespace = std::env::var("POD_NAMESPACE")
         .ok()

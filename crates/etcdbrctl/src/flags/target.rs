@@ -70,6 +70,21 @@ impl TargetFlags {
     }
 }
 
+/// Sets what to restore and the bump in the engine's restore options (`restore`, `initialize`
+/// and `server` take both groups).
+///
+/// # Errors
+/// The bump flags are inconsistent.
+pub fn apply(
+    target: &TargetFlags,
+    bump: &BumpFlags,
+    opts: &mut etcdbr::restore::RestoreOptions,
+) -> anyhow::Result<()> {
+    opts.selection = target.selection();
+    opts.bump = bump.bump()?;
+    Ok(())
+}
+
 /// etcdutl's `--bump-revision` and `--mark-compacted`, so that watchers notice a restore.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Point in time (etcdbr)")]
