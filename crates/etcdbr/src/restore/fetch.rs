@@ -98,21 +98,28 @@ fn starts_with_meta_page(path: &Path) -> bool {
         })
 }
 
-/// Fetches a delta, decodes its events (with their times when `times`) into an event file at
+/// How deltas are fetched: with or without their events' times, and who hears about the bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fetching {
+    /// Decode each event's time (a point-in-time restore by time needs them).
+    pub(crate) times: bool,
+    /// Told about the bytes read ([`Progress::Fetched`]).
+    pub(crate) events: Events,
+}
+
+/// Fetches a delta, decodes its events (with their times when `how.times`) into an event file at
 /// `path`, and checks its trailer; the file is only used when this returns `Ok`.
 pub(super) async fn delta(
     store: &SnapStore,
     s: &Snapshot,
     path: &Path,
-    times: bool,
-    events: &Events,
+    how: &Fetching,
 ) -> Result<()> {
     let started = Instant::now();
     let writer = EventWriter::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
     let written =
-        for_each_delta_event_timed(store, s, (times, events), writer, |w, e, t| w.write(&e, t))
-            .await?;
+        for_each_delta_event_timed(store, s, how, writer, |w, e, t| w.write(&e, t)).await?;
     written.finish().map_err(|e| {
         Error::from(RestoreFailure::Delta {
             name: s.snap_name.clone(),
@@ -137,18 +144,15 @@ pub(crate) async fn for_each_delta_event<T: Send + 'static>(
     state: T,
     mut f: impl FnMut(&mut T, Event) -> io::Result<()> + Send + 'static,
 ) -> Result<T> {
-    let none = Events::none();
-    for_each_delta_event_timed(store, s, (false, &none), state, move |state, e, _| {
-        f(state, e)
-    })
-    .await
+    let how = Fetching::default();
+    for_each_delta_event_timed(store, s, &how, state, move |state, e, _| f(state, e)).await
 }
 
-/// As [`for_each_delta_event`], with each event's time when `times`.
+/// As [`for_each_delta_event`], with each event's time when `how.times`.
 pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
     store: &SnapStore,
     s: &Snapshot,
-    (times, events): (bool, &Events),
+    how: &Fetching,
     state: T,
     mut f: impl FnMut(&mut T, Event, Option<DateTime<Utc>>) -> io::Result<()> + Send + 'static,
 ) -> Result<T> {
@@ -160,7 +164,8 @@ pub(crate) async fn for_each_delta_event_timed<T: Send + 'static>(
         })
     };
     let bad_json = bad.clone();
-    let (total, digest_ok, (first, last), state) = stream(store, s, events, move |body| {
+    let times = how.times;
+    let (total, digest_ok, (first, last), state) = stream(store, s, &how.events, move |body| {
         let mut state = state;
         let mut hashing = HashingReader {
             inner: body,

@@ -234,7 +234,7 @@ pub async fn build_planned(
         base: full.last_revision,
         full_bytes,
     });
-    if stop == Stop::End && !opts.selection.no_deltas && chain.len() < set.deltas.len() {
+    if stop == Stop::End && !chain.is_empty() && chain.len() < set.deltas.len() {
         tracing::info!(
             "{} delta snapshots are covered by others (duplicates or overlaps) and are not applied",
             set.deltas.len() - chain.len()
@@ -302,7 +302,6 @@ async fn build(
     part: &Path,
 ) -> Result<(RestoreStats, Option<usize>)> {
     let (full, chain) = (plan.full(), plan.chain.as_slice());
-    let times = matches!(plan.stop, Stop::AfterTime(_));
     // Deltas are fetched and decoded while the full snapshot is, and flow in order through a
     // channel of one: at most `max_fetchers` event files wait on disk ahead of the applier.
     // The full snapshot is on the critical path, so until it is in, deltas get only the cores
@@ -311,15 +310,11 @@ async fn build(
     let early = fetchers.min(crate::compress::cores().saturating_sub(1).max(1));
     let permits = Arc::new(Semaphore::new(early));
     let (tx, mut rx) = mpsc::channel::<Result<(ChainStep, PathBuf)>>(1);
-    let producer = spawn_downloads(
-        store,
-        chain,
-        scratch,
-        fetchers,
-        &permits,
-        (times, &opts.events),
-        tx,
-    );
+    let how = fetch::Fetching {
+        times: matches!(plan.stop, Stop::AfterTime(_)),
+        events: opts.events.clone(),
+    };
+    let producer = spawn_downloads(store, chain, scratch, fetchers, &permits, how, tx);
     // The full snapshot goes straight into the data directory, which is then restored in place.
     let db = layout::db_path(part);
     let snap_dir = layout::snap_dir(part);
@@ -407,11 +402,10 @@ fn spawn_downloads(
     scratch: &Path,
     fetchers: usize,
     permits: &Arc<Semaphore>,
-    (times, events): (bool, &Events),
+    how: fetch::Fetching,
     tx: mpsc::Sender<Result<(ChainStep, PathBuf)>>,
 ) -> tokio::task::JoinHandle<()> {
     let (store, deltas, scratch) = (store.clone(), chain.to_vec(), scratch.to_path_buf());
-    let events = events.clone();
     let permits = Arc::clone(permits);
     tokio::spawn(async move {
         // Each download is its own task, so downloads go on while this loop waits for the
@@ -419,11 +413,11 @@ fn spawn_downloads(
         let mut downloads = futures::stream::iter(deltas.into_iter().enumerate())
             .map(|(i, d)| {
                 let (store, path) = (store.clone(), scratch.join(format!("delta-{i:08}")));
-                let events = events.clone();
+                let how = how.clone();
                 let permits = Arc::clone(&permits);
                 AbortOnDropHandle::new(tokio::spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    fetch::delta(&store, &d.snapshot, &path, times, &events)
+                    fetch::delta(&store, &d.snapshot, &path, &how)
                         .await
                         .map(|()| (d, path))
                 }))
