@@ -36,6 +36,10 @@ const KEYS: &[(&str, &str)] = &[
     ("serverConfig.enableProfiling", "enable-profiling"),
     ("serverConfig.server-cert", "server-cert"),
     ("serverConfig.server-key", "server-key"),
+    // etcdbr's API access settings.
+    ("serverConfig.authTokenFile", "server-auth-token-file"),
+    ("serverConfig.authSkipMetrics", "server-auth-skip-metrics"),
+    ("serverConfig.clientCA", "server-client-ca"),
     ("snapshotterConfig.schedule", "schedule"),
     (
         "snapshotterConfig.deltaSnapshotPeriod",

@@ -80,6 +80,16 @@ pub(crate) fn http_client(s: &Shared) -> Result<reqwest::Client, SiblingError> {
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
         b = b.add_root_certificate(cert);
     }
+    if let Some((cert, key)) = &s.client_identity {
+        // The leader verifies client certificates: present this sidecar's own.
+        let bad = |message: String| SiblingError::Ca {
+            path: cert.clone(),
+            message,
+        };
+        let mut pem = std::fs::read(cert).map_err(|e| bad(e.to_string()))?;
+        pem.extend(std::fs::read(key).map_err(|e| bad(e.to_string()))?);
+        b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad(e.to_string()))?);
+    }
     b.build().map_err(|source| SiblingError::Http {
         url: "(building the client)".into(),
         source,
@@ -104,6 +114,8 @@ async fn try_forward(s: &Shared, req: Request) -> Result<Response, SiblingError>
     let base = leader_sidecar(s).await?;
     let client = http_client(s)?;
     let url = format!("{base}/healthz");
+    // The caller's token, when the API needs one, is the leader's too.
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let health = client
         .get(&url)
         .send()
@@ -128,15 +140,14 @@ async fn try_forward(s: &Shared, req: Request) -> Result<Response, SiblingError>
         .await
         .map_err(|e| forward(&e))?;
     let url = format!("{base}{path}");
-    let resp = client
-        .request(method, &url)
-        .body(body.to_vec())
-        .send()
-        .await
-        .map_err(|source| SiblingError::Http {
-            url: url.clone(),
-            source,
-        })?;
+    let mut request = client.request(method, &url).body(body.to_vec());
+    if let Some(a) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, a.as_bytes());
+    }
+    let resp = request.send().await.map_err(|source| SiblingError::Http {
+        url: url.clone(),
+        source,
+    })?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let ctype = resp
         .headers()

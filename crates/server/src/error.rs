@@ -36,6 +36,9 @@ pub enum ServerError {
     /// `--server-cert` / `--server-key` are unusable.
     #[error("server TLS")]
     Tls(#[from] TlsError),
+    /// The API token file is unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// Why `--server-cert` / `--server-key` cannot be used.
@@ -54,8 +57,21 @@ pub enum TlsError {
         source: rustls::pki_types::pem::Error,
     },
     /// The certificate file holds no certificate.
-    #[error("--server-cert {}: no certificate in the file", .0.display())]
-    NoCertificate(std::path::PathBuf),
+    #[error("{flag} {}: no certificate in the file", path.display())]
+    NoCertificate {
+        /// `--server-cert` or `--server-client-ca`.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The client CA bundle cannot verify clients.
+    #[error("--server-client-ca {}: {message}", path.display())]
+    ClientCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// rustls' reason.
+        message: String,
+    },
     /// rustls refuses the configuration (the protocol versions, or a key that does not fit the
     /// certificate).
     #[error("the certificate and key cannot be used together")]

@@ -14,7 +14,12 @@
 //! On a follower, the `/snapshot/*` requests are forwarded to the leader's sidecar. Unknown
 //! paths are 404. Every error answer carries `{"error": "<what is wrong>"}` (the original sends an
 //! empty body). Methods other than GET and POST (and HEAD on `/healthz`) are 405, where the
-//! original accepts any verb. Request headers must arrive within 5 s.
+//! original accepts any verb. Request headers must arrive within 5 s (a connection idle between
+//! requests is closed after as long), at most 64 KiB of them; a query over [`MAX_QUERY`] bytes is
+//! 414, a body over [`MAX_BODY`] 413; at most [`MAX_CONNECTIONS`] connections are served at once
+//! (others wait to be accepted); and one `/snapshot/full` and one `/snapshot/delta` request run
+//! at a time: another arriving meanwhile is 429 with `Retry-After`, so that twenty callers never
+//! start twenty snapshots. Who may call is [`crate::auth`]'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +45,14 @@ use crate::{ServerError, ServerOptions, TlsError, delegate, etcd_conf};
 
 /// How long a client may take to send its request headers.
 pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest query string accepted.
+pub const MAX_QUERY: usize = 2048;
+/// The largest request body accepted (no endpoint reads one; a forwarded request carries it).
+pub const MAX_BODY: u64 = 64 << 10;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Request headers' buffer (hyper's minimum is 8 KiB).
+const MAX_HEADERS: usize = 64 << 10;
 
 type S = State<Arc<Shared>>;
 
@@ -157,6 +170,18 @@ fn trigger_failed(what: &str, e: &TriggerError) -> Response {
     )
 }
 
+/// The answer to a snapshot request while another of its kind runs: 429, retry in a while.
+fn busy(what: &str) -> Response {
+    tracing::warn!("Refused a {what} snapshot request: one is already being taken");
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("a {what} snapshot requested over HTTP is being taken; retry once it is done"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
 async fn snapshot_full(State(s): S, req: Request) -> Response {
     let is_final = match req
         .uri()
@@ -177,6 +202,10 @@ async fn snapshot_full(State(s): S, req: Request) -> Response {
             }
         },
     };
+    // One at a time: twenty callers never start twenty snapshots.
+    let Ok(_running) = Arc::clone(&s.full_requests).try_acquire_owned() else {
+        return busy("full");
+    };
     let h = match leader_or_forward(&s, req).await {
         Ok(h) => h,
         Err(r) => return r,
@@ -188,6 +217,9 @@ async fn snapshot_full(State(s): S, req: Request) -> Response {
 }
 
 async fn snapshot_delta(State(s): S, req: Request) -> Response {
+    let Ok(_running) = Arc::clone(&s.delta_requests).try_acquire_owned() else {
+        return busy("delta");
+    };
     let h = match leader_or_forward(&s, req).await {
         Ok(h) => h,
         Err(r) => return r,
@@ -263,6 +295,31 @@ async fn config(State(s): S) -> Response {
     }
 }
 
+/// 414 for a long query, 413 for a large body (by its `Content-Length`, or chunked).
+async fn within_limits(req: Request, next: axum::middleware::Next) -> Response {
+    if req.uri().query().is_some_and(|q| q.len() > MAX_QUERY) {
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the query string is over {MAX_QUERY} bytes"),
+        );
+    }
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if length.is_some_and(|n| n > MAX_BODY) || chunked {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request bodies are limited to {MAX_BODY} bytes (and to a Content-Length); no endpoint reads one"
+            ),
+        );
+    }
+    next.run(req).await
+}
+
 /// Binds the server's port.
 ///
 /// # Errors
@@ -295,7 +352,11 @@ pub fn tls_acceptor(opts: &ServerOptions) -> Result<Option<TlsAcceptor>, ServerE
             source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate(cert.clone()).into());
+        return Err(TlsError::NoCertificate {
+            flag: "--server-cert",
+            path: cert.clone(),
+        }
+        .into());
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
         flag: "--server-key",
@@ -303,10 +364,45 @@ pub fn tls_acceptor(opts: &ServerOptions) -> Result<Option<TlsAcceptor>, ServerE
         source,
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
+        .map_err(TlsError::Config)?;
+    let builder = match &opts.auth.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|source| TlsError::Pem {
+                flag: "--server-client-ca",
+                path: ca.clone(),
+                source,
+            })? {
+                let c = c.map_err(|source| TlsError::Pem {
+                    flag: "--server-client-ca",
+                    path: ca.clone(),
+                    source,
+                })?;
+                roots.add(c).map_err(TlsError::Config)?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::NoCertificate {
+                    flag: "--server-client-ca",
+                    path: ca.clone(),
+                }
+                .into());
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::ClientCa {
+                path: ca.clone(),
+                message: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(TlsError::Config)?;
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
@@ -316,28 +412,46 @@ pub fn tls_acceptor(opts: &ServerOptions) -> Result<Option<TlsAcceptor>, ServerE
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    gate: Option<Arc<crate::auth::Gate>>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let with_tls = tls.is_some();
-    let app = router(shared).layer(axum::middleware::from_fn(
-        move |req, next: axum::middleware::Next| async move {
-            let mut resp = next.run(req).await;
-            if with_tls {
-                let h = resp.headers_mut();
-                h.insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-                );
-                h.insert(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static("default-src 'self'"),
-                );
-            }
-            resp
-        },
-    ));
+    let mut app = router(shared);
+    if let Some(gate) = gate {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            gate,
+            crate::auth::require_token,
+        ));
+    }
+    let app = app
+        .layer(axum::middleware::from_fn(within_limits))
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| async move {
+                let mut resp = next.run(req).await;
+                if with_tls {
+                    let h = resp.headers_mut();
+                    h.insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+                    );
+                    h.insert(
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static("default-src 'self'"),
+                    );
+                }
+                resp
+            },
+        ));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            () = stop.cancelled() => return,
+            s = Arc::clone(&connections).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
         let (conn, _) = tokio::select! {
             () = stop.cancelled() => return,
             c = listener.accept() => match c {
@@ -351,11 +465,13 @@ pub async fn serve(
         };
         let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = TowerToHyperService::new(app);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(READ_HEADER_TIMEOUT);
+                .header_read_timeout(READ_HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADERS);
             let result = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(READ_HEADER_TIMEOUT, acceptor.accept(conn)).await {

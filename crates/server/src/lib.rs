@@ -9,6 +9,7 @@
 //! - [`etcd_conf`]: `/config`, the etcd configuration rendered for this member.
 //! - [`state`]: what the HTTP handlers and the election loop share.
 
+pub mod auth;
 pub mod delegate;
 mod error;
 pub mod etcd_conf;
@@ -81,6 +82,8 @@ pub struct ServerOptions {
     pub use_etcd_wrapper: bool,
     /// The Kubernetes Leases kept for etcd-druid.
     pub leases: leases::LeaseOptions,
+    /// Who may call the HTTP API (`--server-auth-token-file`, `--server-client-ca`).
+    pub auth: auth::AuthOptions,
 }
 
 impl ServerOptions {
@@ -111,6 +114,7 @@ impl ServerOptions {
             etcd_conf: PathBuf::from(etcd_conf::DEFAULT_ETCD_CONF),
             use_etcd_wrapper: false,
             leases: leases::LeaseOptions::default(),
+            auth: auth::AuthOptions::default(),
         }
     }
 }
@@ -161,6 +165,13 @@ pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(),
     };
     let leases = leases::start(&opts.leases, &opts.etcd_conf, &opts.etcd, &stop).await?;
     let shared = Arc::new(state::Shared::new(&opts, store, leases));
+    let gate = match &opts.auth.token_file {
+        Some(path) => Some(Arc::new(auth::Gate {
+            token: auth::TokenCheck::load(path)?,
+            metrics_open: opts.auth.metrics_open,
+        })),
+        None => None,
+    };
     let listener = http::bind(&opts).await?;
     tracing::info!(
         "Serving the etcdbr HTTP API on {}://{}",
@@ -172,6 +183,7 @@ pub async fn run(mut opts: ServerOptions, stop: CancellationToken) -> Result<(),
     let server = tokio::spawn(http::serve(
         listener,
         http::tls_acceptor(&opts)?,
+        gate,
         Arc::clone(&shared),
         stop.clone(),
     ));

@@ -57,6 +57,13 @@ pub struct Shared {
     pub etcd_conf: std::path::PathBuf,
     /// The Kubernetes client of the Leases, when any is kept.
     pub(crate) leases: Option<crate::leases::Leases>,
+    /// One `/snapshot/full` request at a time.
+    pub(crate) full_requests: std::sync::Arc<tokio::sync::Semaphore>,
+    /// One `/snapshot/delta` request at a time.
+    pub(crate) delta_requests: std::sync::Arc<tokio::sync::Semaphore>,
+    /// With `--server-client-ca`, the certificate and key a follower presents when it forwards
+    /// to the leader's sidecar (its own server certificate).
+    pub(crate) client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Shared {
@@ -78,6 +85,9 @@ impl Shared {
             tls: opts.tls.is_some(),
             etcd_conf: opts.etcd_conf.clone(),
             leases,
+            full_requests: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            delta_requests: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            client_identity: opts.auth.client_ca.as_ref().and(opts.tls.clone()),
         }
     }
 

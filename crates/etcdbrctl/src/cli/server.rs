@@ -70,6 +70,22 @@ struct ServerFlags {
     #[arg(long, default_value = "")]
     server_key: String,
 
+    /// File holding a bearer token every API call but /healthz (and /metrics with
+    /// --server-auth-skip-metrics) must send as "Authorization: Bearer <token>"; re-read when it
+    /// changes. Off when not given, as in the original, whose API is open (etcdbr's)
+    #[arg(long, value_name = "FILE")]
+    server_auth_token_file: Option<PathBuf>,
+
+    /// Serve /metrics without the bearer token (for a Prometheus that has none)
+    #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    server_auth_skip_metrics: bool,
+
+    /// CA bundle (PEM): HTTPS clients must present a certificate it signed (needs --server-cert
+    /// and --server-key; a follower forwards to the leader with its own server certificate, which
+    /// must then allow client authentication) (etcdbr's)
+    #[arg(long, value_name = "FILE")]
+    server_client_ca: Option<PathBuf>,
+
     /// Accepted for compatibility; Go's pprof endpoints do not exist in etcdbr (a warning is logged)
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     enable_profiling: bool,
@@ -232,6 +248,7 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
     opts.port = s.server_port;
     opts.bind = s.server_bind_address;
     opts.tls = tls(s)?;
+    opts.auth = auth(s, opts.tls.is_some())?;
     opts.reelection_period = s.reelection_period;
     opts.leader_etcd_timeout = s.etcd_connection_timeout_leader_election;
     opts.use_etcd_wrapper = s.use_etcd_wrapper;
@@ -260,6 +277,33 @@ fn tls(s: &ServerFlags) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
         }
         _ => anyhow::bail!("--server-cert and --server-key must be given together"),
     }
+}
+
+/// `--server-auth-token-file`, `--server-client-ca`: the files present, the CA only with HTTPS.
+fn auth(s: &ServerFlags, https: bool) -> anyhow::Result<etcdbr_server::auth::AuthOptions> {
+    for (flag, f) in [
+        ("--server-auth-token-file", &s.server_auth_token_file),
+        ("--server-client-ca", &s.server_client_ca),
+    ] {
+        if let Some(f) = f
+            && !f.is_file()
+        {
+            anyhow::bail!("{flag} {}: no such file", f.display());
+        }
+    }
+    if s.server_client_ca.is_some() && !https {
+        anyhow::bail!(
+            "--server-client-ca verifies HTTPS clients: give --server-cert and --server-key too"
+        );
+    }
+    if s.server_auth_skip_metrics && s.server_auth_token_file.is_none() {
+        tracing::warn!("--server-auth-skip-metrics has no effect without --server-auth-token-file");
+    }
+    Ok(etcdbr_server::auth::AuthOptions {
+        token_file: s.server_auth_token_file.clone(),
+        metrics_open: s.server_auth_skip_metrics,
+        client_ca: s.server_client_ca.clone(),
+    })
 }
 
 /// The secondary store when its sync is enabled (it then needs a provider).

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api_auth;
 mod chart;
 mod cli;
 mod cluster;
