@@ -9,6 +9,7 @@
 #   - Go (golang-go), whose compress/* readers check our compressed snapshots
 #   - cargo-deny (from crates.io, into $ETCDBR_CACHE/cargo-deny), which checks the dependency
 #     tree against deny.toml
+#   - cargo-fuzz (from crates.io, into $ETCDBR_CACHE/cargo-fuzz), which runs the fuzz targets
 #
 # Prints the path of the etcd 3.5 bin dir as its last line; tests find it through
 # ETCDBR_ETCD35_BIN or the default cache location.
@@ -43,6 +44,12 @@ fi
 if [ ! -x "$CACHE/cargo-deny/bin/cargo-deny" ]; then
   echo "setup: installing cargo-deny" >&2
   cargo install --quiet --locked --root "$CACHE/cargo-deny" cargo-deny@0.20.2 >&2
+fi
+
+# cargo-fuzz, built once into the cache (about a minute and a half).
+if [ ! -x "$CACHE/cargo-fuzz/bin/cargo-fuzz" ]; then
+  echo "setup: installing cargo-fuzz" >&2
+  cargo install --quiet --locked --root "$CACHE/cargo-fuzz" cargo-fuzz@0.13.2 >&2
 fi
 
 # etcd 3.5 from a newer Debian suite, with a private apt state so /etc/apt is untouched.

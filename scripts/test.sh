@@ -37,3 +37,6 @@ $B restore --events 2000
 $B ingest --seconds 3 --writers 8
 $B sidecar --idle 2 --seconds 3 --rate 200
 $B sidecar --idle 2 --seconds 3 --rate 200 --leases
+
+echo "== fuzz targets, 3 s each (keeps fuzz/ from rotting; scripts/fuzz.sh for real runs)"
+scripts/fuzz.sh 3

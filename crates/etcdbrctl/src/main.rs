@@ -2,7 +2,6 @@
 //! etcd-backup-restore (same subcommands, flags, object layout and formats).
 
 mod cli;
-mod config_file;
 mod flags;
 mod logging;
 mod progress;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let args = match config_file::expand(std::env::args_os().collect()) {
+    let args = match etcdbrctl::config_file::expand(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -21,17 +21,16 @@
 //! at a time: another arriving meanwhile is 429 with `Retry-After`, so that twenty callers never
 //! start twenty snapshots. Who may call is [`crate::auth`]'s.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get, on};
-use etcdbr::initialize::{InitializeOptions, ValidationMode};
+use etcdbr::initialize::InitializeOptions;
 use etcdbr::snapshotter::TriggerError;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -84,13 +83,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn init_start(State(s): S, Query(q): Query<HashMap<String, String>>) -> StatusCode {
+async fn init_start(State(s): S, req: Request) -> StatusCode {
     tracing::info!("Received start initialization request.");
     if s.start_initialization() {
-        let mode = match q.get("mode").map(String::as_str) {
-            Some("sanity") => ValidationMode::Sanity,
-            _ => ValidationMode::Full,
-        };
+        let mode = crate::query::validation_mode(req.uri().query());
         tracing::info!("Updating status from New to Progress; validation mode: {mode:?}");
         s.set_health(503);
         tokio::spawn(async move {
@@ -183,24 +179,15 @@ fn busy(what: &str) -> Response {
 }
 
 async fn snapshot_full(State(s): S, req: Request) -> Response {
-    let is_final = match req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("final=")))
-    {
-        None | Some("") => false,
-        Some(v) => match etcdbr_types::go::go_bool(v) {
-            Ok(b) => b,
-            Err(_) => {
-                tracing::warn!("Could not parse request parameter 'final' to bool: {v:?}");
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "the parameter final={v:?} is not a boolean; use final=true or final=false"
-                    ),
-                );
-            }
-        },
+    let is_final = match crate::query::final_flag(req.uri().query()) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(
+                "Could not parse request parameter 'final' to bool: {:?}",
+                e.value
+            );
+            return error_response(StatusCode::BAD_REQUEST, e.to_string());
+        }
     };
     // One at a time: twenty callers never start twenty snapshots.
     let Ok(_running) = Arc::clone(&s.full_requests).try_acquire_owned() else {

@@ -18,6 +18,7 @@ pub mod leader;
 pub mod leases;
 pub mod metrics;
 pub mod peer_url;
+pub mod query;
 pub mod snapshot_json;
 pub mod state;
 

@@ -167,12 +167,23 @@ impl Credentials {
         let origin = format!("{} (from {var})", path.display());
         let text = std::fs::read(path)
             .map_err(|e| cred_err(provider, &origin, format!("cannot read the file: {e}")))?;
-        let value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| cred_err(provider, &origin, format!("not valid JSON: {e}")))?;
+        let mut c = Credentials::from_json(provider, &origin, &text)?;
+        c.files.push(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// Credentials from the JSON form's bytes (an object of string or boolean fields), read from
+    /// `origin` (for messages).
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming the origin and what is wrong, never the values.
+    pub fn from_json(provider: &'static str, origin: &str, text: &[u8]) -> Result<Credentials> {
+        let value: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|e| cred_err(provider, origin, format!("not valid JSON: {e}")))?;
         let serde_json::Value::Object(map) = value else {
             return Err(cred_err(
                 provider,
-                &origin,
+                origin,
                 "expected a JSON object of fields",
             ));
         };
@@ -187,14 +198,14 @@ impl Credentials {
                 serde_json::Value::Number(_) => {
                     return Err(cred_err(
                         provider,
-                        &origin,
+                        origin,
                         format!("field {k:?} is a number; write it as a JSON string"),
                     ));
                 }
                 serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
                     return Err(cred_err(
                         provider,
-                        &origin,
+                        origin,
                         format!("field {k:?} must be a string, not a JSON array or object"),
                     ));
                 }
@@ -203,9 +214,9 @@ impl Credentials {
         }
         Ok(Credentials {
             provider,
-            origin,
+            origin: origin.to_owned(),
             fields,
-            files: vec![path.to_path_buf()],
+            files: Vec::new(),
         })
     }
 
