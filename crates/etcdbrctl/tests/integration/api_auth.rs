@@ -3,26 +3,12 @@
 //! client certificates over HTTPS, size limits on queries and bodies, and one snapshot request
 //! of a kind at a time. curl is the client throughout.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 use testkit::{Etcd, EtcdVersion};
-
-fn conf(home: &Path, etcd: &Etcd) {
-    std::fs::write(
-        home.join("etcd.conf.yaml.in"),
-        format!(
-            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
-             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
-            peer = etcd.peer_url,
-            client = etcd.client_url
-        ),
-    )
-    .unwrap();
-}
 
 /// `curl` with `args`, then the URL: (status code, headers and body).
 fn curl(args: &[&str], url: &str) -> (u16, String) {
@@ -48,7 +34,7 @@ async fn a_bearer_token_guards_every_endpoint_but_healthz() {
             .unwrap();
     }
     let home = tempfile::tempdir().unwrap();
-    conf(home.path(), &etcd);
+    crate::common::sidecar::single_member_conf(home.path(), &etcd);
     let token = home.path().join("token");
     std::fs::write(&token, "tok-4f1d9c\n").unwrap();
     let sc = Sidecar::start(
@@ -170,7 +156,7 @@ async fn a_bearer_token_guards_every_endpoint_but_healthz() {
 async fn client_certificates_and_an_open_metrics_endpoint() {
     let etcd = Etcd::start(EtcdVersion::V35).await;
     let home = tempfile::tempdir().unwrap();
-    conf(home.path(), &etcd);
+    crate::common::sidecar::single_member_conf(home.path(), &etcd);
     let certs = testkit::TestCerts::generate();
     let token = home.path().join("token");
     std::fs::write(&token, "t0k").unwrap();

@@ -499,16 +499,7 @@ async fn initialize_and_the_server_restore_to_a_point_in_time() {
     assert_eq!(db_revision(&data), target);
 
     // server: its start-up restore (driven over HTTP, as etcd-wrapper does) restores the target.
-    std::fs::write(
-        home.path().join("etcd.conf.yaml.in"),
-        format!(
-            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
-             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
-            peer = source.peer_url,
-            client = source.client_url
-        ),
-    )
-    .unwrap();
+    crate::common::sidecar::single_member_conf(home.path(), &source);
     let sc = Sidecar::start(
         home.path(),
         "m0",

@@ -78,16 +78,7 @@ async fn single_member_http_api() {
     let etcd = Etcd::start(EtcdVersion::V35).await;
     let mut c = etcd.client().await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("etcd.conf.yaml.in"),
-        format!(
-            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
-             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
-            peer = etcd.peer_url,
-            client = etcd.client_url
-        ),
-    )
-    .unwrap();
+    crate::common::sidecar::single_member_conf(home.path(), &etcd);
     let mut sc = Sidecar::start(home.path(), "m0", &etcd, testkit::free_port(), &[]);
     sc.wait_health(200).await;
     assert_eq!(json(&sc.http("GET", "/healthz").1)["health"], true);

@@ -234,16 +234,7 @@ async fn the_leader_verifies_on_its_schedule_and_exports_the_verdicts() {
     let etcd = Etcd::start(EtcdVersion::V35).await;
     let mut c = etcd.client().await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("etcd.conf.yaml.in"),
-        format!(
-            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
-             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
-            peer = etcd.peer_url,
-            client = etcd.client_url
-        ),
-    )
-    .unwrap();
+    crate::common::sidecar::single_member_conf(home.path(), &etcd);
     for i in 0..50 {
         c.put(format!("/k{i}"), "v", None).await.unwrap();
     }

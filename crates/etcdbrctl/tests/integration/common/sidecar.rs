@@ -137,6 +137,21 @@ impl Drop for Sidecar {
     }
 }
 
+/// Writes `ETCD_CONF` (the sidecar's `etcd.conf.yaml.in` below `home`) for a one-member cluster
+/// whose member `m0` is `etcd`.
+pub fn single_member_conf(home: &Path, etcd: &Etcd) {
+    std::fs::write(
+        home.join("etcd.conf.yaml.in"),
+        format!(
+            "name: placeholder\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\n\
+             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
+            peer = etcd.peer_url,
+            client = etcd.client_url
+        ),
+    )
+    .unwrap();
+}
+
 pub fn http(method: &str, url: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-m", "60", "-X", method, "-w", "\n%{http_code}", url])
