@@ -121,16 +121,12 @@ async fn keys_at(c: &mut Client, at: i64) -> Vec<KvRow> {
     kv_rows(&r)
 }
 
-fn restore_to(home: &Path, data: &Path, peer: &str, extra: &[&str]) -> std::process::Output {
-    restore(home, data, peer, extra)
-}
-
 /// Restores `home` to revision `n`, boots `version` on it, and compares it with `source` at `n`.
 async fn check_revision(home: &Path, version: EtcdVersion, source: &mut Client, n: i64) {
     let out_dir = tempfile::tempdir().unwrap();
     let data = out_dir.path().join("data");
     let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = restore_to(home, &data, &peer, &[&format!("--restore-to-revision={n}")]);
+    let out = restore(home, &data, &peer, &[&format!("--restore-to-revision={n}")]);
     assert!(
         out.status.success(),
         "restore to {n}: {}",
@@ -155,7 +151,7 @@ async fn check_revision(home: &Path, version: EtcdVersion, source: &mut Client, 
 fn restore_fails(home: &Path, extra: &[&str], needle: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let data = out_dir.path().join("data");
-    let out = restore_to(home, &data, "http://127.0.0.1:2380", extra);
+    let out = restore(home, &data, "http://127.0.0.1:2380", extra);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -322,7 +318,7 @@ async fn restore_to_time_resolves_to_the_last_revision_at_or_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let stamp = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let out = restore_to(
+        let out = restore(
             home.path(),
             &data,
             "http://127.0.0.1:2380",
@@ -347,7 +343,7 @@ async fn restore_to_time_resolves_to_the_last_revision_at_or_before_it() {
         "before the oldest full snapshot",
     );
     // A time and a revision together is a usage error.
-    let out = restore_to(
+    let out = restore(
         home.path(),
         &home.path().join("x"),
         "http://127.0.0.1:2380",
@@ -373,7 +369,7 @@ async fn bump_cancels_old_watches(version: EtcdVersion) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = restore_to(
+    let out = restore(
         home.path(),
         &data,
         &peer,
@@ -430,7 +426,7 @@ async fn bump_cancels_old_watches(version: EtcdVersion) {
         "{version:?}: keys at the bumped revision"
     );
     // etcdutl's rule: the two flags go together.
-    let out = restore_to(
+    let out = restore(
         home.path(),
         &dir.path().join("y"),
         &peer,
