@@ -49,10 +49,24 @@ pub(crate) async fn load(etcd: &Etcd, keys: usize, size: usize) -> anyhow::Resul
         .collect::<Result<Vec<()>, _>>()?;
     let status = etcd.client().await?.status().await?;
     println!(
-        "loaded {keys} keys of {size} B in {:.1}s; db size {:.1} MB; revision {}",
+        "loaded {keys} keys of {size} B in {:.1}s; db size {:.1} MB; revision {}; data dir {:.1} GB on disk",
         started.elapsed().as_secs_f64(),
         status.db_size() as f64 / 1e6,
-        etcd.revision().await
+        etcd.revision().await,
+        crate::process::disk_bytes(etcd.data_dir()) as f64 / 1e9
+    );
+    Ok(())
+}
+
+/// Reports the dataset a kept `--data-dir` already holds.
+pub(crate) async fn reused(etcd: &Etcd) -> anyhow::Result<()> {
+    let status = etcd.client().await?.status().await?;
+    println!(
+        "reusing the dataset in {}: db size {:.1} MB; revision {}; data dir {:.1} GB on disk",
+        etcd.data_dir().display(),
+        status.db_size() as f64 / 1e6,
+        etcd.revision().await,
+        crate::process::disk_bytes(etcd.data_dir()) as f64 / 1e9
     );
     Ok(())
 }

@@ -9,7 +9,12 @@ use testkit::Etcd;
 
 use crate::process::{files, median, peak_rss_kib, spawn_snapshot, terminate};
 
-pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result<()> {
+pub(crate) fn full(
+    etcd: &Etcd,
+    etcdbrctl: &Path,
+    runs: usize,
+    compressions: &[String],
+) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let saved = scratch.path().join("etcdctl.db");
     let mut t_save = Vec::new();
@@ -21,12 +26,13 @@ pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result
     }
     let db_size = std::fs::metadata(&saved)?.len();
     let mut t_gzip = Vec::new();
+    let gz_file = scratch.path().join("db.gz");
     for _ in 0..runs {
         let t = Instant::now();
         let st = Command::new("gzip")
             .args(["-6", "-c"])
             .stdin(std::fs::File::open(&saved)?)
-            .stdout(std::fs::File::create(scratch.path().join("db.gz"))?)
+            .stdout(std::fs::File::create(&gz_file)?)
             .status()?;
         if !st.success() {
             bail!("gzip failed");
@@ -34,10 +40,12 @@ pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result
         t_gzip.push(t.elapsed().as_secs_f64());
     }
     let (save, gz) = (median(t_save), median(t_gzip));
+    let gz_size = std::fs::metadata(&gz_file)?.len();
+    std::fs::remove_file(&gz_file)?;
     println!("db {:.1} MB", db_size as f64 / 1e6);
     println!(
-        "{:<34} {:>9} {:>10} {:>10}",
-        "stage", "wall s", "MB/s", "peak RSS"
+        "{:<34} {:>9} {:>10} {:>10} {:>14}",
+        "stage", "wall s", "MB/s", "peak RSS", "object bytes"
     );
     println!(
         "{:<34} {:>9.3} {:>10.1} {:>10}",
@@ -47,7 +55,7 @@ pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result
         "-"
     );
     println!(
-        "{:<34} {:>9.3} {:>10.1} {:>10}",
+        "{:<34} {:>9.3} {:>10.1} {:>10} {gz_size:>14}",
         "gzip -6 of that file",
         gz,
         db_size as f64 / 1e6 / gz,
@@ -60,23 +68,28 @@ pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result
         db_size as f64 / 1e6 / (save + gz),
         "-"
     );
-    for (name, flags) in [
-        (
-            "etcdbrctl full, uncompressed",
-            &["--compress-snapshots=false"][..],
-        ),
-        ("etcdbrctl full, gzip", &["--compression-policy=gzip"][..]),
-        ("etcdbrctl full, zlib", &["--compression-policy=zlib"][..]),
-        ("etcdbrctl full, lzw", &["--compression-policy=lzw"][..]),
-    ] {
+    for compression in compressions {
+        let (name, flag) = if compression == "none" {
+            (
+                "etcdbrctl full, uncompressed".to_owned(),
+                "--compress-snapshots=false".to_owned(),
+            )
+        } else {
+            (
+                format!("etcdbrctl full, {compression}"),
+                format!("--compression-policy={compression}"),
+            )
+        };
+        let flags = [flag.as_str()];
         let mut walls = Vec::new();
         let mut rss = Vec::new();
+        let mut size = 0;
         for _ in 0..runs {
             let home = tempfile::tempdir()?;
             std::fs::create_dir_all(home.path().join("tmp"))?;
             let store = home.path().join("store/v2");
             let mut args = vec!["--delta-snapshot-period=0s"];
-            args.extend_from_slice(flags);
+            args.extend_from_slice(&flags);
             let t = Instant::now();
             let mut child = spawn_snapshot(etcdbrctl, etcd, home.path(), &args)?;
             while files(&store, "Full-").is_empty() {
@@ -91,10 +104,14 @@ pub(crate) fn full(etcd: &Etcd, etcdbrctl: &Path, runs: usize) -> anyhow::Result
             walls.push(t.elapsed().as_secs_f64());
             rss.push(peak_rss_kib(child.id()) as f64);
             terminate(&mut child)?;
+            size = files(&store, "Full-")
+                .first()
+                .and_then(|f| std::fs::metadata(f).ok())
+                .map_or(0, |m| m.len());
         }
         let w = median(walls);
         println!(
-            "{:<34} {:>9.3} {:>10.1} {:>7.1} MiB",
+            "{:<34} {:>9.3} {:>10.1} {:>7.1} MiB {size:>14}",
             name,
             w,
             db_size as f64 / 1e6 / w,

@@ -6,6 +6,13 @@
 //! target/release/etcdbr-bench --keys 100000 ingest --seconds 60
 //! ```
 //!
+//! Dataset C (8 GiB class, built once and kept with `--data-dir`):
+//!
+//! ```text
+//! target/release/etcdbr-bench --keys 5500000 --quota-gib 16 --data-dir /var/tmp/dataset-c --runs 1 full --compressions none,gzip,zstd
+//! target/release/etcdbr-bench --keys 5500000 --quota-gib 16 --data-dir /var/tmp/dataset-c --runs 1 restore --events 1000000
+//! ```
+//!
 //! `full`: loads the dataset, then for each compression runs `etcdbrctl snapshot` until its full
 //! snapshot object appears (wall time, peak RSS from `/proc/<pid>/status` VmHWM), next to
 //! `etcdctl snapshot save` and `gzip -6` of the same db as references.
@@ -45,6 +52,13 @@ struct Args {
     /// Runs per measurement (the median is reported)
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// etcd's data directory, kept after the run: a later run on the same directory reuses
+    /// the dataset instead of loading it again (dataset C takes minutes to load)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// etcd's --quota-backend-bytes, in GiB (dataset C with its deltas needs more than 8)
+    #[arg(long, default_value_t = 8)]
+    quota_gib: u64,
     #[command(subcommand)]
     what: What,
 }
@@ -52,7 +66,11 @@ struct Args {
 #[derive(Subcommand)]
 enum What {
     /// Full snapshot into a Local store, per compression, with references
-    Full,
+    Full {
+        /// Compressions to measure, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "none,gzip,zlib,lzw,zstd")]
+        compressions: Vec<String>,
+    },
     /// Delta ingest under the fastest writer
     Ingest {
         /// Seconds of writing
@@ -68,7 +86,7 @@ enum What {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
         /// Compression of the backups
-        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zlib", "lzw", "none"])]
+        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zlib", "lzw", "zstd", "none"])]
         compression: String,
     },
     /// The server as a sidecar: idle RSS/CPU, then RSS/CPU under a steady write rate
@@ -108,25 +126,38 @@ async fn main() -> anyhow::Result<()> {
     };
     let etcdbrctl = std::fs::canonicalize(&args.etcdbrctl)
         .with_context(|| format!("{} (build it first)", args.etcdbrctl.display()))?;
-    let etcd = Etcd::start_with(
-        version,
-        &[
-            "--quota-backend-bytes=8589934592",
-            "--auto-compaction-retention=0",
-        ],
-    )
-    .await;
+    let quota = format!("--quota-backend-bytes={}", args.quota_gib << 30);
+    let flags = [quota.as_str(), "--auto-compaction-retention=0"];
+    let (etcd, loaded) = match &args.data_dir {
+        None => (Etcd::start_with(version, &flags).await, false),
+        Some(dir) => {
+            let loaded = dir.join("member").exists();
+            let mut etcd = Etcd::on_data_dir(version, dir, &flags);
+            etcd.restart().await;
+            (etcd, loaded)
+        }
+    };
     println!("etcd {:?} at {}", version, etcd.client_url);
+    let load = |keys: usize| {
+        let etcd = &etcd;
+        async move {
+            if loaded {
+                dataset::reused(etcd).await
+            } else {
+                load(etcd, keys, args.value_size).await
+            }
+        }
+    };
     match args.what {
-        What::Full => {
-            load(&etcd, args.keys, args.value_size).await?;
-            full::full(&etcd, &etcdbrctl, args.runs)?;
+        What::Full { compressions } => {
+            load(args.keys).await?;
+            full::full(&etcd, &etcdbrctl, args.runs, &compressions)?;
         }
         What::Restore {
             events,
             compression,
         } => {
-            load(&etcd, args.keys, args.value_size).await?;
+            load(args.keys).await?;
             restore::restore_bench(
                 &etcd,
                 &etcdbrctl,
@@ -143,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             leases,
         } => {
-            load(&etcd, args.keys.min(10_000), args.value_size).await?;
+            load(args.keys.min(10_000)).await?;
             let run = sidecar::Run {
                 idle,
                 seconds,
@@ -154,11 +185,11 @@ async fn main() -> anyhow::Result<()> {
             sidecar::sidecar(&etcd, &etcdbrctl, &run).await?;
         }
         What::WatchReference { seconds, writers } => {
-            load(&etcd, args.keys.min(10_000), args.value_size).await?;
+            load(args.keys.min(10_000)).await?;
             ingest::watch_reference(&etcd, seconds, writers, args.value_size).await?;
         }
         What::Ingest { seconds, writers } => {
-            load(&etcd, args.keys.min(10_000), args.value_size).await?;
+            load(args.keys.min(10_000)).await?;
             ingest::ingest(&etcd, &etcdbrctl, seconds, writers, args.value_size).await?;
         }
     }

@@ -88,8 +88,59 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Bytes allocated on disk under `path` (a file or a tree), as `du` counts them.
+pub(crate) fn disk_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| disk_bytes(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A command's measurements.
+pub(crate) struct Timed {
+    /// Wall seconds.
+    pub(crate) wall: f64,
+    /// Peak RSS, KiB.
+    pub(crate) rss_kib: u64,
+    /// The most disk the watched paths held at once, sampled every 50 ms.
+    pub(crate) peak_disk: u64,
+}
+
+/// Runs a command under `/usr/bin/time`, sampling the disk that `watch` (paths that may not
+/// exist yet) holds.
+pub(crate) fn timed_watching(cmd: &mut Command, watch: &[PathBuf]) -> anyhow::Result<Timed> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (stop, peak) = (AtomicBool::new(false), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let now: u64 = watch.iter().map(|p| disk_bytes(p)).sum();
+                peak.fetch_max(now, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let r = run_timed(cmd);
+        stop.store(true, Ordering::Relaxed);
+        r.map(|(wall, rss_kib)| Timed {
+            wall,
+            rss_kib,
+            peak_disk: peak.load(Ordering::Relaxed),
+        })
+    })
+}
+
 /// Runs a command under `/usr/bin/time`; returns (wall seconds, peak RSS KiB).
-pub(crate) fn timed(cmd: &mut Command) -> anyhow::Result<(f64, u64)> {
+fn run_timed(cmd: &mut Command) -> anyhow::Result<(f64, u64)> {
     let out_file = tempfile::NamedTempFile::new()?;
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(std::ffi::OsStr::to_owned).collect();

@@ -9,7 +9,14 @@ use anyhow::{Context, bail};
 use testkit::{Etcd, EtcdVersion};
 
 use crate::dataset::random_value;
-use crate::process::{files, median, spawn_snapshot, terminate, timed};
+use crate::process::{files, median, spawn_snapshot, terminate, timed_watching};
+
+/// Where a restore into `out` is built (`<out>.part`).
+fn layout_part(out: &Path) -> std::path::PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".part");
+    p.into()
+}
 
 pub(crate) async fn restore_bench(
     etcd: &Etcd,
@@ -116,7 +123,7 @@ pub(crate) async fn restore_bench(
         .next()
         .context("no full snapshot")?;
     let suffix = match full.extension().and_then(|e| e.to_str()) {
-        Some(e @ ("gz" | "zlib" | "Z")) => format!(".{e}"),
+        Some(e @ ("gz" | "zlib" | "Z" | "zst")) => format!(".{e}"),
         _ => String::new(),
     };
     etcdbr::compress::Compression::from_suffix(&suffix)?.decompress(
@@ -129,15 +136,27 @@ pub(crate) async fn restore_bench(
     let mut measure = |name: &str, make: &dyn Fn(&Path) -> Command| -> anyhow::Result<()> {
         let mut walls = Vec::new();
         let mut rss = Vec::new();
+        let mut disk = 0;
         for i in 0..runs {
             let out = scratch.path().join(format!("out-{}-{i}", name.len()));
             let _ = std::fs::remove_dir_all(&out);
-            let (w, r) = timed(&mut make(&out))?;
-            walls.push(w);
-            rss.push(r as f64);
+            // What the command writes: its output (the data dir, or compact's whole scratch
+            // tree, whose store copy is subtracted below) and the restore's temp dirs.
+            let watch = [
+                out.clone(),
+                layout_part(&out),
+                home.path().join("restore-tmp"),
+                full_only.path().join("restore-tmp"),
+            ];
+            let mut cmd = make(&out);
+            let before = crate::process::disk_bytes(&out);
+            let t = timed_watching(&mut cmd, &watch)?;
+            walls.push(t.wall);
+            rss.push(t.rss_kib as f64);
+            disk = disk.max(t.peak_disk.saturating_sub(before));
             let _ = std::fs::remove_dir_all(&out);
         }
-        rows.push((name.to_owned(), median(walls), median(rss) / 1024.0));
+        rows.push((name.to_owned(), median(walls), median(rss) / 1024.0, disk));
         Ok(())
     };
     measure("cp of the db", &|out: &Path| {
@@ -221,13 +240,19 @@ pub(crate) async fn restore_bench(
         db_size as f64 / 1e6,
         runs
     );
-    println!("{:<58} {:>9} {:>10}", "stage", "wall s", "peak RSS");
-    for (name, wall, rss) in &rows {
-        println!("{name:<58} {wall:>9.3} {rss:>6.1} MiB");
+    println!(
+        "{:<58} {:>9} {:>10} {:>12}",
+        "stage", "wall s", "peak RSS", "peak disk"
+    );
+    for (name, wall, rss, disk) in &rows {
+        println!(
+            "{name:<58} {wall:>9.3} {rss:>6.1} MiB {:>8.1} MB",
+            *disk as f64 / 1e6
+        );
     }
     let wall = |stage: &str| {
         rows.iter()
-            .find(|(n, _, _)| n.starts_with(stage))
+            .find(|(n, _, _, _)| n.starts_with(stage))
             .map_or(f64::NAN, |r| r.1)
     };
     let chain = wall("etcdbrctl restore (full + deltas)");

@@ -13,6 +13,7 @@
 
 use etcdbr_types::Revision;
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Seek, Write};
 use std::path::Path;
 
 use bbolt::{Db, DbWriter};
@@ -58,6 +59,28 @@ pub fn compact_db(
     dst: &Path,
     format: DataDirFormat,
 ) -> Result<CompactStats, RestoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dst)
+        .map_err(|e| RestoreError::Write(e.into()))?;
+    compact_db_into(src, file, format).map(|(stats, _)| stats)
+}
+
+/// [`compact_db`] into any seekable writer: the pages after the two metas are written in
+/// order, once each, and the metas last (so that a caller can compress the body as it is
+/// written); returns the writer.
+///
+/// # Errors
+/// As [`compact_db`].
+pub fn compact_db_into<W: Write + Seek>(
+    src: &Path,
+    dst: W,
+    format: DataDirFormat,
+) -> Result<(CompactStats, W), RestoreError> {
     let keep_tombstone_at_revision = format == DataDirFormat::V35;
     let db = Db::open(src).map_err(Error::from)?;
     let revision = current_revision(&db)?.get();
@@ -93,7 +116,7 @@ pub fn compact_db(
         }
     }
 
-    let mut out = DbWriter::create(dst).map_err(RestoreError::Write)?;
+    let mut out = DbWriter::new(dst).map_err(RestoreError::Write)?;
     for name in db.bucket_names().map_err(Error::from)? {
         let b = db
             .bucket(&name)
@@ -149,6 +172,6 @@ pub fn compact_db(
         out.end_bucket().map_err(RestoreError::Write)?;
     }
     // Not fsynced: the caller reads the file back (to upload it, which makes it durable).
-    out.finish().map_err(RestoreError::Write)?;
-    Ok(stats)
+    let dst = out.finish().map_err(RestoreError::Write)?;
+    Ok((stats, dst))
 }

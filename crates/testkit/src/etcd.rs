@@ -254,7 +254,8 @@ impl Etcd {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Long enough for etcd to rebuild its index over an 8 GiB db (the benchmark's dataset C).
+        let deadline = Instant::now() + Duration::from_secs(180);
         let mut last_error;
         loop {
             if let Some(child) = self.child.as_mut()

@@ -48,13 +48,7 @@ pub fn time(t: DateTime<Utc>) -> String {
 
 /// The compression a suffix names, as the original's policies are called.
 pub fn compression(suffix: &str) -> &'static str {
-    match suffix {
-        ".gz" => "gzip",
-        ".zlib" => "zlib",
-        ".Z" => "lzw",
-        "" => "none",
-        _ => "unknown",
-    }
+    etcdbr::compress::Compression::from_suffix(suffix).map_or("unknown", |c| c.name())
 }
 
 /// `1.5 MiB`.

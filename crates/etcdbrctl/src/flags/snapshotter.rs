@@ -110,7 +110,9 @@ pub struct CompressionFlags {
     #[arg(long, value_name = "BOOL", value_parser = go_bool, default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub compress_snapshots: bool,
 
-    /// Compression policy: gzip (.gz), zlib (.zlib) or lzw (.Z)
+    /// Compression policy: gzip (.gz), zlib (.zlib) or lzw (.Z), as the original; or zstd
+    /// (.zst), an etcdbr extension the original cannot restore from. gzip and zstd restore on
+    /// every core
     #[arg(long, default_value = "gzip")]
     pub compression_policy: String,
 }

@@ -34,6 +34,7 @@ async fn source(version: EtcdVersion, compression: Compression) -> Source {
         Compression::Gzip => vec!["--compression-policy=gzip".into()],
         Compression::Zlib => vec!["--compression-policy=zlib".into()],
         Compression::Lzw => vec!["--compression-policy=lzw".into()],
+        Compression::Zstd => vec!["--compression-policy=zstd".into()],
     };
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let child = start_snapshot_with(&etcd, home.path(), &flags).await;
@@ -295,10 +296,11 @@ fn rows(src: &Source) -> Vec<Row> {
             damage: Box::new({
                 let full = full.clone();
                 move |src, dir| {
-                    // For gzip, a second member, which Go and we read as one stream.
+                    // For gzip and zstd, a second member or frame, which decoders (Go's
+                    // gzip reader among them) read as one stream.
                     let mut b = std::fs::read(dir.join(&full)).unwrap();
                     b.extend(compressed(src, b"appended"));
-                    if src.compression != Compression::Gzip {
+                    if !matches!(src.compression, Compression::Gzip | Compression::Zstd) {
                         b = compressed(
                             src,
                             &[decompressed(src, &full), b"appended".to_vec()].concat(),
@@ -606,4 +608,10 @@ async fn corruption_table_zlib_etcd34() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_table_lzw_etcd35() {
     run_table(EtcdVersion::V35, Compression::Lzw).await;
+}
+
+/// zstd (etcdbr's extension): the same table, every reader included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_table_zstd_etcd34() {
+    run_table(EtcdVersion::V34, Compression::Zstd).await;
 }

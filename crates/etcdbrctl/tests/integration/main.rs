@@ -8,6 +8,7 @@ mod chart;
 mod cli;
 mod cluster;
 mod compact;
+mod compression;
 mod copy;
 mod corruption;
 mod faults;

@@ -20,6 +20,8 @@ use crate::pipe::compressed_body;
 use crate::restore::{RestoreOptions, build_part};
 use crate::trailer::WithSha256Trailer;
 
+mod upload;
+
 /// What to compact, and where to work.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -125,18 +127,25 @@ async fn compact_and_upload(
     scratch: &std::path::Path,
     compacted: &std::path::Path,
 ) -> Result<(Snapshot, CompactStats, u64)> {
+    let suffix = &restored.newest.compression_suffix;
+    let compression = Compression::from_suffix(suffix)
+        .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
+    let staged = streamed_units(compression).then(|| compacted.with_extension("body"));
     let (src, dst, format) = (
         layout::db_path(scratch),
         compacted.to_path_buf(),
         opts.restore.format,
     );
-    let stats = tokio::task::spawn_blocking(move || compact_db(&src, &dst, format))
-        .await
-        .map_err(|e| Error::Io {
-            what: "the compaction task".into(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|e| Error::Restore(RestoreFailure::Build(e)))?;
+    let staged_body = staged.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        compact_compressing(&src, &dst, format, compression, staged_body)
+    })
+    .await
+    .map_err(|e| Error::Io {
+        what: "the compaction task".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let (stats, body_compressed) = written?;
     // The restored data dir is no longer needed: free its disk before the upload.
     let _ = std::fs::remove_dir_all(scratch);
     tracing::info!(
@@ -145,9 +154,6 @@ async fn compact_and_upload(
         stats.entries_after,
         stats.entries_before
     );
-    let suffix = &restored.newest.compression_suffix;
-    let compression = Compression::from_suffix(suffix)
-        .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
     let snapshot = Snapshot::new(
         Kind::Full,
         Revision::ZERO,
@@ -163,10 +169,61 @@ async fn compact_and_upload(
         .metadata()
         .map_err(Error::io("cannot stat the compacted database"))?
         .len();
-    let body = compressed_body(
-        WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
-        compression,
-    );
-    store.save(&snapshot, body, Some(db_size + 32)).await?;
+    let body = match staged.as_deref().filter(|_| body_compressed) {
+        Some(staged) => {
+            let units = upload::Units::open(compacted, staged, compression)
+                .map_err(Error::io("cannot read the compacted database back"))?;
+            compressed_body(units, Compression::None)
+        }
+        None => compressed_body(
+            WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
+            compression,
+        ),
+    };
+    let saved = store.save(&snapshot, body, Some(db_size + 32)).await;
+    if let Some(staged) = &staged {
+        let _ = std::fs::remove_file(staged);
+    }
+    saved?;
     Ok((snapshot, stats, db_size))
+}
+
+/// Whether `compression`'s units concatenate into one stream (gzip members, zstd frames), so
+/// that the compacted body can be compressed while it is written and the metas, written last,
+/// compressed on their own and put in front.
+fn streamed_units(compression: Compression) -> bool {
+    matches!(compression, Compression::Gzip | Compression::Zstd)
+}
+
+/// Compacts `src` into `dst`; with `staged`, the pages after the metas are compressed into it
+/// as they are written. Returns the stats and whether `staged` holds the whole body.
+fn compact_compressing(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    format: etcd_datadir::restore::DataDirFormat,
+    compression: Compression,
+    staged: Option<PathBuf>,
+) -> Result<(CompactStats, bool)> {
+    let build = |e| Error::Restore(RestoreFailure::Build(e));
+    let Some(staged) = staged else {
+        return Ok((compact_db(src, dst, format).map_err(build)?, false));
+    };
+    let file = create_private(dst)?;
+    let tee = upload::Tee::start(file, compression, create_private(&staged)?);
+    let (stats, tee) = etcd_datadir::compact::compact_db_into(src, tee, format).map_err(build)?;
+    let whole = tee
+        .finish()
+        .map_err(Error::io("cannot compress the compacted database"))?;
+    Ok((stats, whole))
+}
+
+fn create_private(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(format!("cannot create {}", path.display())))
 }
