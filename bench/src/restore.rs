@@ -139,7 +139,7 @@ pub(crate) async fn restore_bench(
         let mut disk = 0;
         for i in 0..runs {
             let out = scratch.path().join(format!("out-{}-{i}", name.len()));
-            let _ = std::fs::remove_dir_all(&out);
+            let _ = std::fs::remove_dir_all(&out).or_else(|_| std::fs::remove_file(&out));
             // What the command writes: its output (the data dir, or compact's whole scratch
             // tree, whose store copy is subtracted below) and the restore's temp dirs.
             let watch = [
@@ -154,7 +154,8 @@ pub(crate) async fn restore_bench(
             walls.push(t.wall);
             rss.push(t.rss_kib as f64);
             disk = disk.max(t.peak_disk.saturating_sub(before));
-            let _ = std::fs::remove_dir_all(&out);
+            // A directory, or for `cp` a file.
+            let _ = std::fs::remove_dir_all(&out).or_else(|_| std::fs::remove_file(&out));
         }
         rows.push((name.to_owned(), median(walls), median(rss) / 1024.0, disk));
         Ok(())

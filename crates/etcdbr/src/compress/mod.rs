@@ -131,12 +131,26 @@ impl Compression {
     /// Concatenated gzip members are read as one stream, as Go's gzip reader does, and indexed
     /// gzip and zstd units are decoded on every core; a truncated or corrupt stream is an
     /// [`io::ErrorKind::InvalidData`] or [`io::ErrorKind::UnexpectedEof`] error, never a short
-    /// read.
+    /// read. For large objects on the critical path (a full snapshot); see [`Self::serial_reader`].
     pub fn reader<'a>(self, input: impl Read + Send + 'a) -> Box<dyn Read + Send + 'a> {
         match self {
-            Compression::None => Box::new(input),
             Compression::Gzip => Box::new(ParallelReader::new(Units::Gzip, input)),
             Compression::Zstd => Box::new(ParallelReader::new(Units::Zstd, input)),
+            other => other.serial_reader(input),
+        }
+    }
+
+    /// As [`Self::reader`], decoding on the calling thread: for objects read several at once
+    /// (deltas, each on its own fetcher), where parallelism across objects is enough and a
+    /// parallel reader's units in flight would only multiply the memory.
+    pub fn serial_reader<'a>(self, input: impl Read + Send + 'a) -> Box<dyn Read + Send + 'a> {
+        match self {
+            Compression::None => Box::new(input),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Compression::Zstd => match zstd::stream::read::Decoder::new(input) {
+                Ok(d) => Box::new(d),
+                Err(e) => Box::new(Failed(Some(e))),
+            },
             Compression::Zlib => Box::new(flate2::read::ZlibDecoder::new(input)),
             Compression::Lzw => Box::new(LzwReader {
                 inner: input,
@@ -147,6 +161,18 @@ impl Compression {
                 done: false,
             }),
         }
+    }
+}
+
+/// A reader whose decoder could not be set up: its first read is the error.
+struct Failed(Option<io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("decoder unavailable")))
     }
 }
 

@@ -223,6 +223,7 @@ async fn stream<T: Send + 'static>(
     let compression = Compression::from_suffix(&s.compression_suffix)
         .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
     let body = store.fetch(s).await?;
+    let full = s.kind == snapstore::Kind::Full;
     let handle = tokio::runtime::Handle::current();
     let events = events.clone();
     tokio::task::spawn_blocking(move || -> Result<T> {
@@ -233,7 +234,12 @@ async fn stream<T: Send + 'static>(
             unreported: 0,
         };
         let raw = BufReader::with_capacity(BLOCK, counted);
-        let mut decompressed = compression.reader(raw);
+        // The full snapshot on every core; deltas, fetched several at once, one core each.
+        let mut decompressed = if full {
+            compression.reader(raw)
+        } else {
+            compression.serial_reader(raw)
+        };
         consume(&mut decompressed)
     })
     .await
