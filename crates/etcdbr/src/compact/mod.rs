@@ -84,6 +84,7 @@ pub async fn compact(store: &SnapStore, opts: &CompactOptions) -> Result<Compact
     let result = compact_and_upload(store, opts, &restored, &scratch, &compacted).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_file(&compacted);
+    let _ = std::fs::remove_file(staged_path(&compacted)); // on every path, failures too
     let (snapshot, stats, db_size) = result?;
     let report = CompactReport {
         snapshot,
@@ -130,7 +131,7 @@ async fn compact_and_upload(
     let suffix = &restored.newest.compression_suffix;
     let compression = Compression::from_suffix(suffix)
         .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
-    let staged = streamed_units(compression).then(|| compacted.with_extension("body"));
+    let staged = streamed_units(compression).then(|| staged_path(compacted));
     let (src, dst, format) = (
         layout::db_path(scratch),
         compacted.to_path_buf(),
@@ -180,12 +181,13 @@ async fn compact_and_upload(
             compression,
         ),
     };
-    let saved = store.save(&snapshot, body, Some(db_size + 32)).await;
-    if let Some(staged) = &staged {
-        let _ = std::fs::remove_file(staged);
-    }
-    saved?;
+    store.save(&snapshot, body, Some(db_size + 32)).await?;
     Ok((snapshot, stats, db_size))
+}
+
+/// Where the compacted body's compressed units are staged, beside the compacted db.
+fn staged_path(compacted: &std::path::Path) -> PathBuf {
+    compacted.with_extension("body")
 }
 
 /// Whether `compression`'s units concatenate into one stream (gzip members, zstd frames), so
