@@ -149,8 +149,8 @@ fn bad_flags_fail_with_a_message_naming_them() {
     );
     fails_with(&["snapshot", "--max-backups=-1"], &["--max-backups"]);
     fails_with(
-        &["snapshot", "--compression-policy", "zstd"],
-        &["--compression-policy", "gzip, zlib or lzw"],
+        &["snapshot", "--compression-policy", "xz"],
+        &["--compression-policy", "gzip, zlib, lzw or zstd"],
     );
     fails_with(
         &["snapshot", "--storage-provider", "s3"],
