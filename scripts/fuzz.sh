@@ -54,8 +54,13 @@ printf '[]' >"$seeds/delta_json/empty"
 # A data dir restored from the original's backups: its db, WAL and .snap.
 mkdir -p "$scratch/home/store"
 cp -r "$fixtures/none/v2" "$scratch/home/store/"
-cargo build -q -p etcdbrctl
-HOME="$scratch/home" "${CARGO_TARGET_DIR:-target}/debug/etcdbrctl" restore --storage-provider=Local --store-container=store \
+# ETCDBRCTL: a binary already built (scripts/test.sh passes the test build's).
+etcdbrctl="${ETCDBRCTL:-}"
+if [ -z "$etcdbrctl" ]; then
+  cargo build -q -p etcdbrctl
+  etcdbrctl="${CARGO_TARGET_DIR:-target}/debug/etcdbrctl"
+fi
+HOME="$scratch/home" "$etcdbrctl" restore --storage-provider=Local --store-container=store \
   --data-dir "$scratch/data" --restoration-temp-snapshots-dir "$scratch/tmp" >/dev/null 2>&1
 cp "$scratch/data/member/snap/db" "$seeds/bbolt_db/restored"
 head -c -32 "$fixtures/none/v2/Full-00000000-00000005-1700000000" >"$seeds/bbolt_db/original"

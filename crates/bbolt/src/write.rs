@@ -1,8 +1,8 @@
 //! Writing a bbolt file bottom-up from sorted buckets: a fresh compact file, or new pages
 //! appended to an existing one.
 //!
-//! Entries arrive in key order, so leaves are written as they fill; only the `(first key, page)`
-//! pairs of each tree level stay in memory. Pages are allocated sequentially (from 2 in a fresh
+//! Entries arrive in key order, so leaves are written as they fill and branch pages as their
+//! levels fill ([`crate::levels`]): memory is one page per tree level, whatever the size. Pages are allocated sequentially (from 2 in a fresh
 //! file, from the high-water mark when appending), metas are written last (the higher txid on
 //! page 0), and no freelist is stored (`meta.freelist = PGID_NO_FREELIST`), as etcd itself
 //! writes its files: bbolt then rebuilds the freelist from the pages the tree reaches, so pages
@@ -25,8 +25,10 @@ use std::path::Path;
 use crate::bucket::{BUCKET_HEADER_SIZE, Bucket};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::levels::Levels;
 use crate::meta::Meta;
-use crate::page::{BUCKET_LEAF_FLAG, ELEMENT_SIZE, PAGE_HEADER_SIZE, PageHeader, flags};
+use crate::node::Node;
+use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, PageHeader, flags};
 use crate::types::{
     DEFAULT_PAGE_SIZE, MAGIC, MAX_KEY_SIZE, MAX_VALUE_SIZE, PGID_NO_FREELIST, Pgid, Txid, VERSION,
 };
@@ -35,90 +37,13 @@ use crate::types::{
 /// by `Tx.WriteTo`.
 const META_TXID: u64 = 2;
 
-/// Elements of one node being built: their flags and where key and value sit in `data`.
-#[derive(Default)]
-struct Node {
-    elems: Vec<(u32, usize, usize, usize)>, // flags, key start, key len, value len
-    data: Vec<u8>,
-}
-
-impl Node {
-    fn size(&self) -> usize {
-        PAGE_HEADER_SIZE + ELEMENT_SIZE * self.elems.len() + self.data.len()
-    }
-
-    fn size_with(&self, k: usize, v: usize) -> usize {
-        self.size() + ELEMENT_SIZE + k + v
-    }
-
-    fn push(&mut self, flags: u32, key: &[u8], value: &[u8]) {
-        let start = self.data.len();
-        self.data.extend_from_slice(key);
-        self.data.extend_from_slice(value);
-        self.elems.push((flags, start, key.len(), value.len()));
-    }
-
-    fn first_key(&self) -> &[u8] {
-        let (_, s, k, _) = self.elems[0];
-        &self.data[s..s + k]
-    }
-
-    fn clear(&mut self) {
-        self.elems.clear();
-        self.data.clear();
-    }
-
-    /// Serializes the node as a page image of `len` bytes (`len` ≥ size).
-    fn encode(&self, id: u64, page_flags: u16, overflow: u32, out: &mut Vec<u8>, len: usize) {
-        out.clear();
-        out.resize(len, 0);
-        PageHeader {
-            id: Pgid(id),
-            flags: page_flags,
-            count: self.elems.len() as u16,
-            overflow,
-        }
-        .write_to(out);
-        let data_start = PAGE_HEADER_SIZE + ELEMENT_SIZE * self.elems.len();
-        for (i, &(fl, s, k, v)) in self.elems.iter().enumerate() {
-            let e = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
-            let pos = (data_start + s - e) as u32;
-            if page_flags == flags::BRANCH {
-                // Branch elements: pos, ksize, pgid (stored in the value slot as 8 bytes).
-                out[e..e + 4].copy_from_slice(&pos.to_le_bytes());
-                out[e + 4..e + 8].copy_from_slice(&(k as u32).to_le_bytes());
-                out[e + 8..e + 16].copy_from_slice(&self.data[s + k..s + k + v]);
-            } else {
-                out[e..e + 4].copy_from_slice(&fl.to_le_bytes());
-                out[e + 4..e + 8].copy_from_slice(&pos.to_le_bytes());
-                out[e + 8..e + 12].copy_from_slice(&(k as u32).to_le_bytes());
-                out[e + 12..e + 16].copy_from_slice(&(v as u32).to_le_bytes());
-            }
-        }
-        if page_flags == flags::BRANCH {
-            // Branch data holds only keys; the pgids live in the elements.
-            let mut off = data_start;
-            let mut fixed = Vec::with_capacity(self.data.len());
-            for (i, &(_, s, k, _)) in self.elems.iter().enumerate() {
-                let e = PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
-                out[e..e + 4].copy_from_slice(&((off - e) as u32).to_le_bytes());
-                fixed.extend_from_slice(&self.data[s..s + k]);
-                off += k;
-            }
-            out[data_start..data_start + fixed.len()].copy_from_slice(&fixed);
-        } else {
-            out[data_start..data_start + self.data.len()].copy_from_slice(&self.data);
-        }
-    }
-}
-
 /// State of the bucket being written.
 struct OpenBucket {
     name: Vec<u8>,
     sequence: u64,
     node: Node,
     spilled: bool,
-    level: Vec<(Vec<u8>, Pgid)>,
+    levels: Levels,
     last_key: Vec<u8>,
     entries: u64,
 }
@@ -127,10 +52,7 @@ struct OpenBucket {
 /// [`DbWriter::begin_bucket`], [`DbWriter::put`] and [`DbWriter::end_bucket`] when the writer
 /// must be held across calls).
 pub struct DbWriter<W: Write + Seek> {
-    out: BufWriter<W>,
-    page_size: usize,
-    next_pgid: u64,
-    page_buf: Vec<u8>,
+    pages: Pages<W>,
     root_entries: Vec<(Vec<u8>, Vec<u8>)>,
     open: Option<OpenBucket>,
     txid: u64,
@@ -172,10 +94,12 @@ impl DbWriter<File> {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.seek(SeekFrom::Start(base.size()))?;
         Ok(DbWriter {
-            out,
-            page_size,
-            next_pgid: base.meta().pgid.0,
-            page_buf: Vec::new(),
+            pages: Pages {
+                out,
+                page_size,
+                next_pgid: base.meta().pgid.0,
+                page_buf: Vec::new(),
+            },
             root_entries: base.root_entries()?,
             open: None,
             txid: base.meta().txid.0 + 1,
@@ -194,10 +118,12 @@ impl<W: Write + Seek> DbWriter<W> {
         let mut out = BufWriter::with_capacity(1 << 20, out);
         out.write_all(&vec![0u8; 2 * page_size])?;
         Ok(DbWriter {
-            out,
-            page_size,
-            next_pgid: 2,
-            page_buf: Vec::new(),
+            pages: Pages {
+                out,
+                page_size,
+                next_pgid: 2,
+                page_buf: Vec::new(),
+            },
             root_entries: Vec::new(),
             open: None,
             txid: META_TXID,
@@ -206,8 +132,9 @@ impl<W: Write + Seek> DbWriter<W> {
     }
 
     /// Starts adding keys to an existing top-level bucket of the file being appended to (or a
-    /// new one, when it has no such bucket). Its existing leaves are kept and referenced from
-    /// new branch pages; keys put must sort after its last key.
+    /// new one, when it has no such bucket). Its existing leaves and branch pages are kept,
+    /// except the rightmost path, which is reopened ([`Levels::reopen`]); keys put must sort
+    /// after its last key.
     ///
     /// # Errors
     /// Not appending ([`DbWriter::append`]), or the existing bucket cannot be read.
@@ -224,7 +151,7 @@ impl<W: Write + Seek> DbWriter<W> {
         };
         match &existing {
             Bucket::Paged { root, sequence } => {
-                let level = base.leaf_refs(*root)?;
+                let levels = Levels::reopen(base, *root)?;
                 let last_key = base
                     .cursor(&existing)?
                     .last()?
@@ -235,7 +162,7 @@ impl<W: Write + Seek> DbWriter<W> {
                     sequence: *sequence,
                     node: Node::default(),
                     spilled: true,
-                    level,
+                    levels,
                     entries: u64::from(!last_key.is_empty()),
                     last_key,
                 });
@@ -266,7 +193,7 @@ impl<W: Write + Seek> DbWriter<W> {
             sequence,
             node: Node::default(),
             spilled: false,
-            level: Vec::new(),
+            levels: Levels::default(),
             last_key: Vec::new(),
             entries: 0,
         });
@@ -278,7 +205,7 @@ impl<W: Write + Seek> DbWriter<W> {
     /// [`Error::BadEntry`] for an empty, oversized or out-of-order key, an oversized value, or
     /// no open bucket; I/O errors.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let page = self.page_size;
+        let page = self.pages.page_size;
         let Some(b) = self.open.as_mut() else {
             return Err(Error::BadEntry {
                 bucket: String::new(),
@@ -326,8 +253,8 @@ impl<W: Write + Seek> DbWriter<W> {
             return Ok(());
         };
         b.spilled = true;
-        let id = self.write_node(&b.node, flags::LEAF)?;
-        b.level.push((b.node.first_key().to_vec(), id));
+        let id = self.pages.write_node(&b.node, flags::LEAF)?;
+        b.levels.add(&mut self.pages, 0, b.node.first_key(), id)?;
         b.node.clear();
         self.open = Some(b);
         Ok(())
@@ -350,8 +277,13 @@ impl<W: Write + Seek> DbWriter<W> {
         };
         let mut value = Vec::with_capacity(BUCKET_HEADER_SIZE);
         if b.spilled {
-            let level = std::mem::take(&mut b.level);
-            let root = self.build_branches(level)?;
+            let levels = std::mem::take(&mut b.levels);
+            let root = levels
+                .finish(&mut self.pages)?
+                .ok_or_else(|| Error::BadEntry {
+                    bucket: String::from_utf8_lossy(&b.name).into_owned(),
+                    reason: "a paged bucket without pages".into(),
+                })?;
             value.extend_from_slice(&root.0.to_le_bytes());
             value.extend_from_slice(&b.sequence.to_le_bytes());
         } else {
@@ -367,45 +299,6 @@ impl<W: Write + Seek> DbWriter<W> {
         Ok(())
     }
 
-    /// Writes `node` as a page (with overflow pages if needed); returns its pgid.
-    fn write_node(&mut self, node: &Node, page_flags: u16) -> Result<Pgid> {
-        let size = node.size();
-        let pages = size.div_ceil(self.page_size).max(1);
-        let id = self.next_pgid;
-        let mut buf = std::mem::take(&mut self.page_buf);
-        node.encode(
-            id,
-            page_flags,
-            (pages - 1) as u32,
-            &mut buf,
-            pages * self.page_size,
-        );
-        self.out.write_all(&buf)?;
-        self.page_buf = buf;
-        self.next_pgid += pages as u64;
-        Ok(Pgid(id))
-    }
-
-    /// Builds branch levels over `(first key, pgid)` pairs until one root remains.
-    fn build_branches(&mut self, mut level: Vec<(Vec<u8>, Pgid)>) -> Result<Pgid> {
-        while level.len() > 1 {
-            let mut next = Vec::new();
-            let mut node = Node::default();
-            for (key, pgid) in &level {
-                if !node.elems.is_empty() && node.size_with(key.len(), 8) > self.page_size {
-                    let id = self.write_node(&node, flags::BRANCH)?;
-                    next.push((node.first_key().to_vec(), id));
-                    node.clear();
-                }
-                node.push(0, key, &pgid.0.to_le_bytes());
-            }
-            let id = self.write_node(&node, flags::BRANCH)?;
-            next.push((node.first_key().to_vec(), id));
-            level = next;
-        }
-        Ok(level[0].1)
-    }
-
     /// Writes the root bucket and both metas, and flushes; returns the underlying writer.
     ///
     /// # Errors
@@ -414,28 +307,29 @@ impl<W: Write + Seek> DbWriter<W> {
         self.end_bucket()?;
         let mut entries = std::mem::take(&mut self.root_entries);
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut level = Vec::new();
+        let pages = &mut self.pages;
+        let mut levels = Levels::default();
         let mut node = Node::default();
         for (name, value) in &entries {
-            if !node.elems.is_empty() && node.size_with(name.len(), value.len()) > self.page_size {
-                let id = self.write_node(&node, flags::LEAF)?;
-                level.push((node.first_key().to_vec(), id));
+            if !node.is_empty() && node.size_with(name.len(), value.len()) > pages.page_size {
+                let id = pages.write_node(&node, flags::LEAF)?;
+                levels.add(pages, 0, node.first_key(), id)?;
                 node.clear();
             }
             node.push(BUCKET_LEAF_FLAG, name, value);
         }
-        let id = self.write_node(&node, flags::LEAF)?;
-        level.push((
-            if node.elems.is_empty() {
-                Vec::new()
-            } else {
-                node.first_key().to_vec()
-            },
-            id,
-        ));
-        let root = self.build_branches(level)?;
+        let id = pages.write_node(&node, flags::LEAF)?;
+        let first = if node.is_empty() {
+            &[][..]
+        } else {
+            node.first_key()
+        };
+        levels.add(pages, 0, first, id)?;
+        let root = levels.finish(pages)?.unwrap_or(id);
 
+        let (page_size, next_pgid) = (self.pages.page_size, self.pages.next_pgid);
         let mut out = self
+            .pages
             .out
             .into_inner()
             .map_err(|e| Error::Io(e.into_error()))?;
@@ -443,12 +337,12 @@ impl<W: Write + Seek> DbWriter<W> {
             let mut meta = Meta {
                 magic: MAGIC,
                 version: VERSION,
-                page_size: self.page_size as u32,
+                page_size: page_size as u32,
                 flags: 0,
                 root,
                 root_sequence: 0,
                 freelist: PGID_NO_FREELIST,
-                pgid: Pgid(self.next_pgid),
+                pgid: Pgid(next_pgid),
                 txid: Txid(txid),
                 checksum: 0,
             };
@@ -462,7 +356,7 @@ impl<W: Write + Seek> DbWriter<W> {
             }
             .write_to(&mut buf);
             buf[PAGE_HEADER_SIZE..].copy_from_slice(&meta.to_bytes());
-            out.seek(SeekFrom::Start(page * self.page_size as u64))?;
+            out.seek(SeekFrom::Start(page * page_size as u64))?;
             out.write_all(&buf)?;
         }
         out.seek(SeekFrom::End(0))?;
@@ -491,5 +385,39 @@ impl<W: Write + Seek> BucketWriter<'_, W> {
     /// I/O errors.
     pub fn finish(self) -> Result<()> {
         self.db.end_bucket()
+    }
+}
+
+/// Where pages go: the file, written sequentially from the next free pgid.
+pub(crate) struct Pages<W: Write + Seek> {
+    out: BufWriter<W>,
+    page_size: usize,
+    next_pgid: u64,
+    page_buf: Vec<u8>,
+}
+
+impl<W: Write + Seek> Pages<W> {
+    /// The file's page size.
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Writes `node` as a page (with overflow pages if needed); returns its pgid.
+    pub(crate) fn write_node(&mut self, node: &Node, page_flags: u16) -> Result<Pgid> {
+        let size = node.size();
+        let pages = size.div_ceil(self.page_size).max(1);
+        let id = self.next_pgid;
+        let mut buf = std::mem::take(&mut self.page_buf);
+        node.encode(
+            id,
+            page_flags,
+            (pages - 1) as u32,
+            &mut buf,
+            pages * self.page_size,
+        );
+        self.out.write_all(&buf)?;
+        self.page_buf = buf;
+        self.next_pgid += pages as u64;
+        Ok(Pgid(id))
     }
 }

@@ -402,3 +402,69 @@ fn append_adds_keys_replaces_buckets_and_checks_clean() {
         }
     }
 }
+
+/// The depth of every leaf under `root`, by walking the branches.
+fn leaf_depths(db: &Db, root: bbolt::Pgid, depth: usize, out: &mut Vec<usize>) {
+    let page = db.page(root).unwrap();
+    if page.is_leaf() {
+        out.push(depth);
+        return;
+    }
+    for i in 0..page.count() {
+        leaf_depths(db, page.branch(i).unwrap().pgid, depth + 1, out);
+    }
+}
+
+/// Appends reopen a deep tree's rightmost path only: with 500-byte keys a branch page holds
+/// seven children, so a few thousand keys make five levels; appends of one key, a page's worth
+/// and many pages each leave a tree that checks clean, reads back in order and keeps every leaf
+/// at one depth.
+#[test]
+fn deep_trees_grow_along_their_rightmost_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    let key = |i: u64| {
+        let mut k = vec![b'k'; 500];
+        k[492..].copy_from_slice(&i.to_be_bytes());
+        k
+    };
+    let mut want = BTreeMap::new();
+    {
+        let mut w = DbWriter::create(&p).unwrap();
+        let mut b = w.bucket(b"key", 0);
+        for i in 0..3000u64 {
+            b.put(&key(i), &i.to_le_bytes()).unwrap();
+            want.insert(key(i), i.to_le_bytes().to_vec());
+        }
+        b.finish().unwrap();
+        w.finish().unwrap();
+    }
+    let mut next = 3000u64;
+    for n in [1u64, 1, 7, 8, 50, 2000, 1] {
+        let mut w = DbWriter::append(&p).unwrap();
+        w.begin_bucket_append(b"key").unwrap();
+        for i in next..next + n {
+            w.put(&key(i), &i.to_le_bytes()).unwrap();
+            want.insert(key(i), i.to_le_bytes().to_vec());
+        }
+        next += n;
+        w.end_bucket().unwrap();
+        w.finish().unwrap();
+
+        let db = Db::open(&p).unwrap();
+        assert_eq!(check(&db).unwrap(), vec![], "after appending {n}");
+        let Some(bbolt::Bucket::Paged { root, .. }) = db.bucket(b"key").unwrap() else {
+            panic!("key bucket is paged");
+        };
+        let mut depths = Vec::new();
+        leaf_depths(&db, root, 0, &mut depths);
+        assert!(depths[0] >= 4, "a deep tree: {} levels", depths[0]);
+        assert!(
+            depths.iter().all(|d| *d == depths[0]),
+            "leaves at one depth"
+        );
+        drop(db);
+        let got = read_entries(&p).remove(b"key".as_slice()).unwrap();
+        assert!(got == want, "after appending {n}");
+    }
+}

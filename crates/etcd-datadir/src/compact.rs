@@ -5,21 +5,20 @@
 //! `meta` records `scheduledCompactRev` = `finishedCompactRev` = C,
 //! so etcd (and our revision reader) still reports C even when the newest writes were deletes.
 //!
-//! Two passes over the source's `key` bucket: the first finds each key's newest entry (held as a
-//! SHA-1 of the key, 20 bytes, plus the entry's position: memory grows with the number of
-//! distinct keys, as etcd's own index does, not with history or values) and marks the survivors
-//! in a bitmap of one bit per entry; the second writes a fresh compact file with the marked
-//! entries and every other bucket copied, without decoding a value again.
+//! Two passes over the source's `key` bucket: the first finds each key's newest entry
+//! ([`NewestEntries`]: bounded memory, a scratch file next to the source for big dbs) and marks
+//! the survivors in a bitmap of one bit per entry; the second writes a fresh compact file with
+//! the marked entries and every other bucket copied, without decoding a value again.
 
 use etcdbr_types::Revision;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 use std::path::Path;
 
 use bbolt::{Db, DbWriter};
-use sha1::{Digest, Sha1};
 
 use crate::kv::KeyValue;
+use crate::newest::NewestEntries;
 use crate::restore::{DataDirFormat, RestoreError};
 use crate::revision::RevKey;
 use crate::schema::{FINISHED_COMPACT_REV, KEY_BUCKET, META_BUCKET, SCHEDULED_COMPACT_REV};
@@ -34,12 +33,6 @@ pub struct CompactStats {
     pub entries_before: u64,
     /// `key` entries kept.
     pub entries_after: u64,
-}
-
-type KeyHash = [u8; 20];
-
-fn key_hash(key: &[u8]) -> KeyHash {
-    Sha1::digest(key).into()
 }
 
 fn bad_value(rev: RevKey) -> RestoreError {
@@ -89,32 +82,30 @@ pub fn compact_db_into<W: Write + Seek>(
         .map_err(Error::from)?
         .ok_or(Error::MissingBucket("key"))?;
 
-    // Per key: its newest entry's position, shifted left once, with the low bit set when that
-    // entry survives (32 bytes a key with the hash).
-    let mut newest: HashMap<KeyHash, u64> = HashMap::new();
+    // Each key's newest entry, tagged when it survives.
+    let mut newest = NewestEntries::new(scratch_dir_of(src));
     let mut stats = CompactStats {
         revision: Revision(revision),
         ..CompactStats::default()
     };
-    let mut entries = 0usize;
+    let mut entries = 0u64;
     let mut c = db.cursor(&key_bucket).map_err(Error::from)?;
     let mut e = c.first().map_err(Error::from)?;
     while let Some(entry) = e {
         let rev = RevKey::from_bytes(entry.key).ok_or(Error::BadRevisionKey(entry.key.len()))?;
         let key = KeyValue::key_of(entry.value).map_err(|_| bad_value(rev))?;
         let survives = !rev.tombstone || (keep_tombstone_at_revision && rev.main == revision);
-        newest.insert(key_hash(key), (entries as u64) << 1 | u64::from(survives));
+        newest.push(key, entries, survives)?;
         entries += 1;
         e = c.next().map_err(Error::from)?;
     }
-    stats.entries_before = entries as u64;
-    let mut survivors = vec![0u64; entries.div_ceil(64)];
-    for v in newest.into_values() {
-        if v & 1 == 1 {
-            let at = (v >> 1) as usize;
-            survivors[at / 64] |= 1 << (at % 64);
+    stats.entries_before = entries;
+    let mut survivors = vec![0u64; entries.div_ceil(64) as usize];
+    newest.for_each_newest(|at, survives| {
+        if survives {
+            survivors[(at / 64) as usize] |= 1 << (at % 64);
         }
-    }
+    })?;
 
     let mut out = DbWriter::new(dst).map_err(RestoreError::Write)?;
     for name in db.bucket_names().map_err(Error::from)? {
@@ -174,4 +165,13 @@ pub fn compact_db_into<W: Write + Seek>(
     // Not fsynced: the caller reads the file back (to upload it, which makes it durable).
     let dst = out.finish().map_err(RestoreError::Write)?;
     Ok((stats, dst))
+}
+
+/// Where the per-key index of the db at `path` keeps its scratch file: beside the db (the
+/// caller's scratch space), or the working directory for a bare file name.
+pub(crate) fn scratch_dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }

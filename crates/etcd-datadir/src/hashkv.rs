@@ -4,7 +4,10 @@
 //! value bytes) whose main revision is at most `R`. Entries at or below the compaction revision
 //! that compaction keeps are included; a finished compaction leaves only those behind.
 
+use std::path::Path;
+
 use crate::Error;
+use crate::newest::NewestEntries;
 use crate::revision::main_of;
 use crate::schema::KEY_BUCKET;
 
@@ -31,17 +34,18 @@ pub fn hash_kv(db: &bbolt::Db, rev: i64) -> Result<(u32, u64), Error> {
 }
 
 /// The number of keys alive at `rev`: keys whose newest entry at or below `rev` is not a
-/// tombstone. Memory grows with the number of distinct keys (a 20-byte digest each), as etcd's
-/// own index does, not with history or values.
+/// tombstone. Memory is bounded ([`NewestEntries`]); a big db's index spills to an anonymous
+/// scratch file in `scratch_dir` (24 bytes a key).
 ///
 /// # Errors
-/// The db is unreadable, has no `key` bucket, or holds an entry that does not decode.
-pub fn live_keys(db: &bbolt::Db, rev: i64) -> Result<u64, Error> {
-    use sha1::{Digest, Sha1};
+/// The db is unreadable, has no `key` bucket, holds an entry that does not decode, or the
+/// scratch file cannot be written.
+pub fn live_keys(db: &bbolt::Db, rev: i64, scratch_dir: &Path) -> Result<u64, Error> {
     let bucket = db.bucket(KEY_BUCKET)?.ok_or(Error::MissingBucket("key"))?;
-    let mut alive: std::collections::HashMap<[u8; 20], bool> = std::collections::HashMap::new();
+    let mut newest = NewestEntries::new(scratch_dir);
     let mut c = db.cursor(&bucket)?;
     let mut e = c.first()?;
+    let mut position = 0;
     while let Some(entry) = e {
         let key = crate::revision::RevKey::from_bytes(entry.key)
             .ok_or(Error::BadRevisionKey(entry.key.len()))?;
@@ -51,9 +55,12 @@ pub fn live_keys(db: &bbolt::Db, rev: i64) -> Result<u64, Error> {
         let name = crate::kv::KeyValue::key_of(entry.value).map_err(|e| Error::BadValue(e.0))?;
         // etcdutl's revision bump leaves an empty value (no key) at the bumped revision.
         if !name.is_empty() {
-            alive.insert(Sha1::digest(name).into(), !key.tombstone);
+            newest.push(name, position, !key.tombstone)?;
+            position += 1;
         }
         e = c.next()?;
     }
-    Ok(alive.values().filter(|a| **a).count() as u64)
+    let mut alive = 0;
+    newest.for_each_newest(|_, live| alive += u64::from(live))?;
+    Ok(alive)
 }

@@ -11,6 +11,7 @@ pub mod compact;
 pub mod hashkv;
 pub mod kv;
 pub mod layout;
+pub mod newest;
 pub mod proto;
 pub mod raft;
 pub mod restore;
@@ -41,6 +42,16 @@ pub enum Error {
     /// A stored key-value does not decode.
     #[error("a stored key-value does not decode: {0}")]
     BadValue(&'static str),
+    /// The scratch file of the per-key index cannot be written or read.
+    #[error(
+        "cannot use the scratch file for the per-key index in {dir} (it needs about 24 bytes a key; free space there or point the temp dir elsewhere)"
+    )]
+    Scratch {
+        /// Where the scratch file was created.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// The revision etcd would report for this database: the main revision of the last `key`

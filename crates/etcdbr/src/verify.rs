@@ -368,7 +368,10 @@ fn inspect(db_path: &std::path::Path, rev: i64) -> std::result::Result<Inspectio
         )));
     }
     let (hash, _) = etcd_datadir::hashkv::hash_kv(&db, rev).map_err(|e| bad(e.to_string()))?;
-    let keys = etcd_datadir::hashkv::live_keys(&db, rev).map_err(|e| bad(e.to_string()))?;
+    // The per-key index spills beside the restored db, in the verification's scratch space.
+    let scratch = db_path.parent().unwrap_or(std::path::Path::new("."));
+    let keys =
+        etcd_datadir::hashkv::live_keys(&db, rev, scratch).map_err(|e| bad(e.to_string()))?;
     let compacted = etcd_datadir::compacted_revision(&db)
         .map_err(|e| bad(e.to_string()))?
         .map_or(0, Revision::get);
