@@ -6,7 +6,8 @@
 //! the entries' `(key digest, position)` records are gathered in runs of a fixed size; each run
 //! is sorted by digest, reduced to its newest record per digest and, when more than one run is
 //! needed, appended to an anonymous scratch file; the runs are then merged. Memory is one run
-//! (24 MiB) plus a read buffer per spilled run; scratch disk is 24 bytes per distinct key of
+//! (12 MiB, allocated whole: growing it by doubling would hold two at once) plus a read buffer
+//! per spilled run; scratch disk is 24 bytes per distinct key of
 //! each run, a small fraction of the db.
 
 use std::cmp::Reverse;
@@ -27,8 +28,8 @@ const DIGEST: usize = 16;
 /// Bytes of a record on disk: the digest and the tagged position.
 const RECORD: usize = DIGEST + 8;
 
-/// Records in one run: 1 Mi records, 24 MiB.
-const RUN: usize = 1 << 20;
+/// Records in one run: 512 Ki records, 12 MiB.
+const RUN: usize = 1 << 19;
 
 /// Bytes each spilled run reads at a time during the merge.
 const READ_BUF: usize = 64 << 10;
@@ -71,6 +72,9 @@ impl NewestEntries {
         let digest: [u8; 20] = Sha1::digest(key).into();
         let mut d = [0u8; DIGEST];
         d.copy_from_slice(&digest[..DIGEST]);
+        if self.run.capacity() == 0 {
+            self.run.reserve_exact(RUN);
+        }
         self.run.push((d, position << 1 | u64::from(tag)));
         if self.run.len() == RUN {
             self.spill_run()?;
@@ -232,7 +236,7 @@ mod tests {
         let mut n = NewestEntries::new(dir.path());
         let mut want = HashMap::new();
         for (pos, k) in keys.iter().enumerate() {
-            let tag = (k ^ pos as u32) % 3 == 0;
+            let tag = (k ^ pos as u32).is_multiple_of(3);
             let key = format!("/registry/{k}");
             n.run.push({
                 let digest: [u8; 20] = Sha1::digest(key.as_bytes()).into();
@@ -270,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut n = NewestEntries::new(dir.path());
         for i in 0..(RUN as u64 + 10) {
-            n.push(&(i % 1000).to_be_bytes(), i, i % 2 == 0).unwrap();
+            n.push(&(i % 1000).to_be_bytes(), i, i.is_multiple_of(2)).unwrap();
         }
         assert!(n.spill.is_some());
         let mut count = 0;
