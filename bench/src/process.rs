@@ -160,9 +160,14 @@ fn run_timed(cmd: &mut Command) -> anyhow::Result<(f64, u64)> {
             t.env(k, v);
         }
     }
-    let st = t.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    // The command's log goes to a file, shown (its end) when the command fails.
+    let log = tempfile::NamedTempFile::new()?;
+    let st = t.stdout(Stdio::null()).stderr(log.reopen()?).status()?;
     if !st.success() {
-        bail!("{:?} failed with {st}", t);
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        bail!("{:?} failed with {st}; the end of its log:\n{tail}", t);
     }
     let text = std::fs::read_to_string(out_file.path())?;
     let mut it = text.split_whitespace();

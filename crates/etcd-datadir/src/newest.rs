@@ -274,7 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut n = NewestEntries::new(dir.path());
         for i in 0..(RUN as u64 + 10) {
-            n.push(&(i % 1000).to_be_bytes(), i, i.is_multiple_of(2)).unwrap();
+            n.push(&(i % 1000).to_be_bytes(), i, i.is_multiple_of(2))
+                .unwrap();
         }
         assert!(n.spill.is_some());
         let mut count = 0;
