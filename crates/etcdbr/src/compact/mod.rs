@@ -146,7 +146,7 @@ async fn compact_and_upload(
         what: "the compaction task".into(),
         source: std::io::Error::other(e),
     })?;
-    let (stats, body_compressed) = written?;
+    let (stats, streamed) = written?;
     // The restored data dir is no longer needed: free its disk before the upload.
     let _ = std::fs::remove_dir_all(scratch);
     tracing::info!(
@@ -164,22 +164,25 @@ async fn compact_and_upload(
         restored.full.is_final,
         store.layout_prefix(),
     );
-    let file = std::fs::File::open(compacted)
-        .map_err(Error::io(format!("cannot open {}", compacted.display())))?;
-    let db_size = file
-        .metadata()
-        .map_err(Error::io("cannot stat the compacted database"))?
-        .len();
-    let body = match staged.as_deref().filter(|_| body_compressed) {
-        Some(staged) => {
-            let units = upload::Units::open(compacted, staged, compression)
-                .map_err(Error::io("cannot read the compacted database back"))?;
-            compressed_body(units, Compression::None)
+    let (body, db_size) = match (staged.as_deref(), streamed) {
+        (Some(staged), Some(written)) => {
+            let units = upload::Units::open(&written.metas, staged, compression)
+                .map_err(Error::io("cannot read the compacted database's units back"))?;
+            (compressed_body(units, Compression::None), written.db_size)
         }
-        None => compressed_body(
-            WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
-            compression,
-        ),
+        _ => {
+            let file = std::fs::File::open(compacted)
+                .map_err(Error::io(format!("cannot open {}", compacted.display())))?;
+            let db_size = file
+                .metadata()
+                .map_err(Error::io("cannot stat the compacted database"))?
+                .len();
+            let body = compressed_body(
+                WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
+                compression,
+            );
+            (body, db_size)
+        }
     };
     store.save(&snapshot, body, Some(db_size + 32)).await?;
     Ok((snapshot, stats, db_size))
@@ -197,26 +200,26 @@ fn streamed_units(compression: Compression) -> bool {
     matches!(compression, Compression::Gzip | Compression::Zstd)
 }
 
-/// Compacts `src` into `dst`; with `staged`, the pages after the metas are compressed into it
-/// as they are written. Returns the stats and whether `staged` holds the whole body.
+/// Compacts `src`: with `staged`, into compressed units there (the pages after the metas, as
+/// they are written; the metas are returned), else into the file `dst`.
 fn compact_compressing(
     src: &std::path::Path,
     dst: &std::path::Path,
     format: etcd_datadir::restore::DataDirFormat,
     compression: Compression,
     staged: Option<PathBuf>,
-) -> Result<(CompactStats, bool)> {
+) -> Result<(CompactStats, Option<upload::Written>)> {
     let build = |e| Error::Restore(RestoreFailure::Build(e));
     let Some(staged) = staged else {
-        return Ok((compact_db(src, dst, format).map_err(build)?, false));
+        return Ok((compact_db(src, dst, format).map_err(build)?, None));
     };
-    let file = create_private(dst)?;
-    let tee = upload::Tee::start(file, compression, create_private(&staged)?);
-    let (stats, tee) = etcd_datadir::compact::compact_db_into(src, tee, format).map_err(build)?;
-    let whole = tee
+    let writer = upload::CompressingWriter::start(compression, create_private(&staged)?);
+    let (stats, writer) =
+        etcd_datadir::compact::compact_db_into(src, writer, format).map_err(build)?;
+    let written = writer
         .finish()
         .map_err(Error::io("cannot compress the compacted database"))?;
-    Ok((stats, whole))
+    Ok((stats, Some(written)))
 }
 
 fn create_private(path: &std::path::Path) -> Result<std::fs::File> {

@@ -2,11 +2,13 @@
 //! concatenate into one stream (gzip members, zstd frames).
 //!
 //! bbolt's two metas are the file's first pages but are written last, and the sha256 trailer
-//! covers the file from its first byte; neither can wait for the upload to stream the file
-//! once. So the body (every page after the metas, written once and in order) goes through a
-//! [`Tee`] to the compressor as the compaction writes it, into a staged file of units; the
-//! upload is then the metas' own unit, the staged units, and the trailer's unit, whose sha256
-//! a thread computes over the finished file while the staged units upload.
+//! covers the file from its first byte. So the compacted db is never written out whole: the
+//! body (every page after the metas, written once and in order) goes through a
+//! [`CompressingWriter`] to the compressor as the compaction writes it, into a staged file of
+//! units, and the metas are kept in memory. The upload is then the metas' own unit, the staged
+//! units, and the trailer's unit, whose sha256 a thread computes over the metas and the staged
+//! units decompressed again (on every core) while they upload. Temp disk: the compressed body
+//! alone, not a second copy of the db.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -23,19 +25,28 @@ const METAS: u64 = 2 * bbolt::DEFAULT_PAGE_SIZE as u64;
 /// Pieces of the body in flight to the compressor (each up to the writer's 1 MiB buffer).
 const IN_FLIGHT: usize = 4;
 
-/// A seekable file writer that also hands the body, as it is written, to a compressor thread.
-pub(super) struct Tee {
-    file: File,
+/// The compacted db as a seekable writer: the metas kept in memory, the body handed in order to
+/// a compressor thread writing the staged units.
+pub(super) struct CompressingWriter {
+    metas: Vec<u8>,
     pos: u64,
-    /// Where the next body byte must be written for the tee to hold the whole body in order.
+    /// Where the next body byte must be written (the body is written once, in order).
     next: u64,
     tx: Option<SyncSender<Vec<u8>>>,
     compressor: Option<JoinHandle<io::Result<u64>>>,
 }
 
-impl Tee {
-    /// Writes to `file`, compressing the body with `compression` into `staged`.
-    pub(super) fn start(file: File, compression: Compression, staged: File) -> Tee {
+/// What [`CompressingWriter::finish`] leaves: the metas and the db's size.
+pub(super) struct Written {
+    /// The two meta pages, as the compaction wrote them last.
+    pub(super) metas: Vec<u8>,
+    /// Bytes of the compacted db (metas and body).
+    pub(super) db_size: u64,
+}
+
+impl CompressingWriter {
+    /// Compresses the body with `compression` into `staged`.
+    pub(super) fn start(compression: Compression, staged: File) -> CompressingWriter {
         let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let compressor = std::thread::spawn(move || {
             let mut out = io::BufWriter::with_capacity(1 << 20, staged);
@@ -50,8 +61,8 @@ impl Tee {
             out.flush()?;
             Ok(n)
         });
-        Tee {
-            file,
+        CompressingWriter {
+            metas: vec![0u8; METAS as usize],
             pos: 0,
             next: METAS,
             tx: Some(tx),
@@ -59,61 +70,92 @@ impl Tee {
         }
     }
 
-    /// Ends the compression; `Ok(true)` when the staged file holds the whole body, `Ok(false)`
-    /// when the body was not written in one ordered pass (the caller compresses the file
-    /// instead).
-    pub(super) fn finish(mut self) -> io::Result<bool> {
-        let whole = self.tx.take().is_some();
-        let compressed = self.compressor.take().map(|h| {
-            h.join()
-                .map_err(|_| io::Error::other("the compressor panicked"))
-        });
-        match compressed {
-            Some(Ok(Ok(n))) => Ok(whole && n + METAS == self.next),
-            Some(Ok(Err(e))) | Some(Err(e)) if whole => Err(e),
-            _ => Ok(false),
+    /// Ends the compression; the staged file then holds the whole body.
+    ///
+    /// # Errors
+    /// The compressor failed (disk full, say), or the body was not handed over whole.
+    pub(super) fn finish(mut self) -> io::Result<Written> {
+        drop(self.tx.take());
+        let n = self
+            .compressor
+            .take()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| io::Error::other("the compressor panicked"))
+            })
+            .unwrap_or_else(|| Err(io::Error::other("the compressor is gone")))??;
+        if n + METAS != self.next {
+            return Err(io::Error::other(format!(
+                "the compressor took {n} bytes of a {} byte body",
+                self.next - METAS
+            )));
         }
+        Ok(Written {
+            metas: std::mem::take(&mut self.metas),
+            db_size: self.next,
+        })
     }
 
-    fn tee(&mut self, at: u64, data: &[u8]) {
-        let end = at + data.len() as u64;
-        if end <= METAS {
-            return; // the metas (or their placeholder): written last, compressed on their own
-        }
-        let from = at.max(METAS);
-        if from != self.next {
-            self.tx = None; // out of order: give up the tee, the file is still written
-            return;
-        }
-        let piece = data[usize::try_from(from - at).unwrap_or(0)..].to_vec();
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(piece).is_ok());
-        if sent {
-            self.next = end;
-        } else {
-            self.tx = None;
+    /// The compressor's own error, when it has stopped taking pieces.
+    fn compressor_error(&mut self) -> io::Error {
+        drop(self.tx.take());
+        match self.compressor.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("the compressor stopped"),
         }
     }
 }
 
-impl Write for Tee {
+impl Write for CompressingWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(data)?;
-        if self.tx.is_some() {
-            self.tee(self.pos, &data[..n]);
+        let (at, end) = (self.pos, self.pos + data.len() as u64);
+        if at < METAS {
+            let upto = end.min(METAS);
+            self.metas[at as usize..upto as usize].copy_from_slice(&data[..(upto - at) as usize]);
         }
-        self.pos += n as u64;
-        Ok(n)
+        if end > METAS {
+            let from = at.max(METAS);
+            if from != self.next {
+                // bbolt's writer writes each body page once, in order; anything else is a bug.
+                return Err(io::Error::other(format!(
+                    "the compacted database was written out of order (at {from}, expected {})",
+                    self.next
+                )));
+            }
+            let piece = data[(from - at) as usize..].to_vec();
+            let sent = self.tx.as_ref().is_some_and(|tx| tx.send(piece).is_ok());
+            if !sent {
+                return Err(self.compressor_error());
+            }
+            self.next = end;
+        }
+        self.pos = end;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }
 
-impl Seek for Tee {
+impl Seek for CompressingWriter {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        self.pos = self.file.seek(to)?;
-        Ok(self.pos)
+        let size = self.next as i64;
+        let pos = match to {
+            SeekFrom::Start(p) => Some(p as i64),
+            SeekFrom::End(d) => size.checked_add(d),
+            SeekFrom::Current(d) => (self.pos as i64).checked_add(d),
+        };
+        match pos {
+            Some(p) if p >= 0 => {
+                self.pos = p as u64;
+                Ok(self.pos)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the compacted database",
+            )),
+        }
     }
 }
 
@@ -148,20 +190,21 @@ pub(super) struct Units {
 }
 
 impl Units {
-    /// Reads the metas of the database at `db` and the units in `staged`; starts hashing `db`.
-    pub(super) fn open(db: &Path, staged: &Path, compression: Compression) -> io::Result<Units> {
-        let mut metas = vec![0u8; usize::try_from(METAS).unwrap_or(0)];
-        File::open(db)?.read_exact(&mut metas)?;
+    /// The upload of the compacted db whose `metas` are given and whose body's units are in
+    /// `staged`; starts hashing the db (the metas, then the body decompressed again).
+    pub(super) fn open(metas: &[u8], staged: &Path, compression: Compression) -> io::Result<Units> {
         let mut head = Vec::new();
-        compression.compress(&metas[..], &mut head)?;
+        compression.compress(metas, &mut head)?;
         let body = BufReader::with_capacity(1 << 20, File::open(staged)?);
-        let file = File::open(db)?;
+        let again = File::open(staged)?;
+        let metas = metas.to_vec();
         let digest = std::thread::spawn(move || {
             let mut hasher = Sha256::new();
-            let mut file = file;
+            hasher.update(&metas);
+            let mut body = compression.reader(BufReader::with_capacity(1 << 20, again));
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                match file.read(&mut buf) {
+                match body.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => hasher.update(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -194,5 +237,63 @@ impl Read for Units {
             self.trailer = io::Cursor::new(unit);
         }
         self.trailer.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A db written as bbolt's writer writes it (placeholder metas, the body in order, the metas
+    /// last) uploads as the compressed db with its sha256 trailer, and nothing of it but the
+    /// compressed body is on disk.
+    #[test]
+    fn the_upload_is_the_compressed_db_with_its_trailer() {
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let dir = tempfile::tempdir().unwrap();
+            let staged = dir.path().join("body");
+            let mut w = CompressingWriter::start(compression, File::create(&staged).unwrap());
+            let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+            w.write_all(&vec![0u8; METAS as usize]).unwrap();
+            for piece in body.chunks(700_000) {
+                w.write_all(piece).unwrap();
+            }
+            w.seek(SeekFrom::Start(0)).unwrap();
+            w.write_all(&[1u8; 80]).unwrap();
+            w.seek(SeekFrom::Start(4096)).unwrap();
+            w.write_all(&[2u8; 80]).unwrap();
+            w.seek(SeekFrom::End(0)).unwrap();
+            let written = w.finish().unwrap();
+            assert_eq!(written.db_size, METAS + body.len() as u64);
+
+            let mut db = written.metas.clone();
+            db.extend_from_slice(&body);
+            assert_eq!(&db[..80], &[1u8; 80][..]);
+            assert_eq!(&db[4096..4176], &[2u8; 80][..]);
+            let mut upload = Vec::new();
+            Units::open(&written.metas, &staged, compression)
+                .unwrap()
+                .read_to_end(&mut upload)
+                .unwrap();
+            let mut got = Vec::new();
+            compression
+                .reader(&upload[..])
+                .read_to_end(&mut got)
+                .unwrap();
+            let digest: [u8; 32] = Sha256::digest(&db).into();
+            db.extend_from_slice(&digest);
+            assert!(got == db, "{compression:?}");
+        }
+    }
+
+    /// Rewriting a body page already handed to the compressor is refused, not silently lost.
+    #[test]
+    fn a_body_written_out_of_order_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("body")).unwrap();
+        let mut w = CompressingWriter::start(Compression::Gzip, file);
+        w.write_all(&vec![0u8; METAS as usize + 100]).unwrap();
+        w.seek(SeekFrom::Start(METAS + 10)).unwrap();
+        assert!(w.write_all(b"again").is_err());
     }
 }
