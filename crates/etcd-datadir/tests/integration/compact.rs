@@ -95,4 +95,12 @@ async fn matches(version: EtcdVersion, format: DataDirFormat) {
     let db = bbolt::Db::open(&ours).unwrap();
     assert_eq!(current_revision(&db).unwrap().get(), rev);
     bbolt::check(&db).unwrap();
+
+    // The layout planned from the entries' lengths alone gives the metas and size the written
+    // file has, so the file can be streamed metas first.
+    let mut plan = etcd_datadir::compact::plan(&before, format).unwrap();
+    let (metas, size) = plan.layout().unwrap();
+    let written = std::fs::read(&ours).unwrap();
+    assert_eq!(size, written.len() as u64);
+    assert!(metas[..] == written[..metas.len()], "planned metas differ");
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
-use etcd_datadir::compact::{CompactStats, compact_db};
+use etcd_datadir::compact::CompactStats;
 use etcd_datadir::layout;
 use etcdbr_types::Revision;
 use snapstore::{Kind, SnapStore, Snapshot};
@@ -29,12 +29,14 @@ pub struct CompactOptions {
     /// The restore of the latest set; its `data_dir` is scratch space (it must not exist and is
     /// removed afterwards).
     pub restore: RestoreOptions,
-    /// Where the compacted database is staged before the upload (`--snapstore-temp-directory`).
+    /// The original's `--snapstore-temp-directory`, created if missing. Nothing is staged
+    /// there: the compacted db streams into the upload, and the compaction's own scratch files
+    /// (its per-key index, entry lengths) go beside the scratch restore.
     pub temp_dir: PathBuf,
 }
 
 impl CompactOptions {
-    /// Options restoring with `restore` and staging in `temp_dir`.
+    /// Options restoring with `restore`, with the temp dir `temp_dir`.
     #[must_use]
     pub fn new(restore: RestoreOptions, temp_dir: PathBuf) -> CompactOptions {
         CompactOptions { restore, temp_dir }
@@ -78,13 +80,8 @@ pub async fn compact(store: &SnapStore, opts: &CompactOptions) -> Result<Compact
         "cannot create {}",
         opts.temp_dir.display()
     )))?;
-    let compacted = opts
-        .temp_dir
-        .join(format!("compacted-{}.db", std::process::id()));
-    let result = compact_and_upload(store, opts, &restored, &scratch, &compacted).await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let _ = std::fs::remove_file(&compacted);
-    let _ = std::fs::remove_file(staged_path(&compacted)); // on every path, failures too
+    let result = compact_and_upload(store, opts, &restored, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch); // on every path, failures too
     let (snapshot, stats, db_size) = result?;
     let report = CompactReport {
         snapshot,
@@ -126,31 +123,27 @@ async fn compact_and_upload(
     opts: &CompactOptions,
     restored: &crate::restore::RestoreReport,
     scratch: &std::path::Path,
-    compacted: &std::path::Path,
 ) -> Result<(Snapshot, CompactStats, u64)> {
     let suffix = &restored.newest.compression_suffix;
     let compression = Compression::from_suffix(suffix)
         .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
-    let staged = streamed_units(compression).then(|| staged_path(compacted));
-    let (src, dst, format) = (
-        layout::db_path(scratch),
-        compacted.to_path_buf(),
-        opts.restore.format,
-    );
-    let staged_body = staged.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        compact_compressing(&src, &dst, format, compression, staged_body)
+    let build = |e| Error::Restore(RestoreFailure::Build(e));
+    let (src, format) = (layout::db_path(scratch), opts.restore.format);
+    // The first pass and the layout: which entries survive, and the compacted db's metas.
+    let planned = tokio::task::spawn_blocking(move || {
+        let mut plan = etcd_datadir::compact::plan(&src, format)?;
+        let (metas, db_size) = plan.layout()?;
+        Ok::<_, etcd_datadir::restore::RestoreError>((plan, metas, db_size))
     })
     .await
     .map_err(|e| Error::Io {
         what: "the compaction task".into(),
         source: std::io::Error::other(e),
     })?;
-    let (stats, streamed) = written?;
-    // The restored data dir is no longer needed: free its disk before the upload.
-    let _ = std::fs::remove_dir_all(scratch);
+    let (plan, metas, db_size) = planned.map_err(build)?;
+    let stats = plan.stats().clone();
     tracing::info!(
-        "Compacted the database at revision {}: {} of {} key entries kept",
+        "Compacting the database at revision {}: {} of {} key entries kept, {db_size} bytes",
         stats.revision.get(),
         stats.entries_after,
         stats.entries_before
@@ -164,71 +157,28 @@ async fn compact_and_upload(
         restored.full.is_final,
         store.layout_prefix(),
     );
-    let (body, db_size) = match (staged.as_deref(), streamed) {
-        (Some(staged), Some(written)) => {
-            let units = upload::Units::open(&written.metas, staged, compression)
-                .map_err(Error::io("cannot read the compacted database's units back"))?;
-            (compressed_body(units, Compression::None), written.db_size)
+    // The second pass streams the compacted db, in file order, into the upload.
+    let (db, pass) = upload::stream(plan, metas);
+    let body = compressed_body(
+        WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, db)),
+        compression,
+    );
+    let saved = store.save(&snapshot, body, Some(db_size + 32)).await;
+    let passed = tokio::task::spawn_blocking(move || pass.join())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    match passed {
+        // The pass's own error says more than the upload's ("the stream failed").
+        Some(Err(e)) => return Err(build(e)),
+        None => {
+            return Err(Error::Io {
+                what: "the compaction's second pass".into(),
+                source: std::io::Error::other("it panicked"),
+            });
         }
-        _ => {
-            let file = std::fs::File::open(compacted)
-                .map_err(Error::io(format!("cannot open {}", compacted.display())))?;
-            let db_size = file
-                .metadata()
-                .map_err(Error::io("cannot stat the compacted database"))?
-                .len();
-            let body = compressed_body(
-                WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, file)),
-                compression,
-            );
-            (body, db_size)
-        }
-    };
-    store.save(&snapshot, body, Some(db_size + 32)).await?;
+        Some(Ok(_)) => {}
+    }
+    saved?;
     Ok((snapshot, stats, db_size))
-}
-
-/// Where the compacted body's compressed units are staged, beside the compacted db.
-fn staged_path(compacted: &std::path::Path) -> PathBuf {
-    compacted.with_extension("body")
-}
-
-/// Whether `compression`'s units concatenate into one stream (gzip members, zstd frames), so
-/// that the compacted body can be compressed while it is written and the metas, written last,
-/// compressed on their own and put in front.
-fn streamed_units(compression: Compression) -> bool {
-    matches!(compression, Compression::Gzip | Compression::Zstd)
-}
-
-/// Compacts `src`: with `staged`, into compressed units there (the pages after the metas, as
-/// they are written; the metas are returned), else into the file `dst`.
-fn compact_compressing(
-    src: &std::path::Path,
-    dst: &std::path::Path,
-    format: etcd_datadir::restore::DataDirFormat,
-    compression: Compression,
-    staged: Option<PathBuf>,
-) -> Result<(CompactStats, Option<upload::Written>)> {
-    let build = |e| Error::Restore(RestoreFailure::Build(e));
-    let Some(staged) = staged else {
-        return Ok((compact_db(src, dst, format).map_err(build)?, None));
-    };
-    let writer = upload::CompressingWriter::start(compression, create_private(&staged)?);
-    let (stats, writer) =
-        etcd_datadir::compact::compact_db_into(src, writer, format).map_err(build)?;
-    let written = writer
-        .finish()
-        .map_err(Error::io("cannot compress the compacted database"))?;
-    Ok((stats, Some(written)))
-}
-
-fn create_private(path: &std::path::Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io(format!("cannot create {}", path.display())))
 }

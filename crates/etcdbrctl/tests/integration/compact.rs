@@ -37,6 +37,18 @@ async fn restore_and_read(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_snapshot_restores_to_the_same_state() {
+    compacts_and_restores(&[], ".gz").await;
+}
+
+/// The compacted db streams into the upload whatever the policy: uncompressed, and zlib
+/// (one stream, no units) too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncompressed_and_zlib_chains_compact_too() {
+    compacts_and_restores(&["--compress-snapshots=false"], "").await;
+    compacts_and_restores(&["--compression-policy=zlib"], ".zlib").await;
+}
+
+async fn compacts_and_restores(policy: &[&str], suffix: &str) {
     let etcd = Etcd::start(EtcdVersion::V35).await;
     let mut c = etcd.client().await.unwrap();
     for i in 0..300 {
@@ -45,7 +57,7 @@ async fn compacted_snapshot_restores_to_the_same_state() {
             .unwrap();
     }
     let home = tempfile::tempdir().unwrap();
-    let child = crate::common::start_snapshot(&etcd, home.path()).await;
+    let child = crate::common::start_snapshot_with(&etcd, home.path(), policy).await;
     let lease = c.lease_grant(3600, None).await.unwrap().id();
     for round in 0..4 {
         for i in 0..800 {
@@ -87,7 +99,11 @@ async fn compacted_snapshot_restores_to_the_same_state() {
     let new: Vec<_> = after.iter().filter(|n| !chain.contains(n)).collect();
     assert_eq!(new.len(), 1, "{after:?}");
     assert!(
-        new[0].starts_with(&format!("Full-00000000-{rev:08}-")) && new[0].ends_with(".gz"),
+        new[0].starts_with(&format!("Full-00000000-{rev:08}-"))
+            && new[0].split('-').nth(3).is_some_and(|t| t.ends_with(suffix)
+                && t.trim_end_matches(suffix)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())),
         "{new:?}"
     );
     assert!(!home.path().join("scratch").exists() && !home.path().join("scratch.part").exists());
