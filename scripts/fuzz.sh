@@ -95,8 +95,10 @@ report=()
 for t in "${targets[@]}"; do
   log="fuzz/$t.log"
   # -a: debug assertions and overflow checks; -O: optimized (the default, said for clarity).
+  # FUZZ_BUILD=--dev builds without optimizations: a third of the build time, for short runs
+  # that only keep the targets building and running (scripts/test.sh).
   if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$secs"); fi
-  if ! cargo fuzz run --sanitizer "$sanitizer" -O -a "$t" "fuzz/corpus/$t" "$seeds/$t" -- \
+  if ! cargo fuzz run --sanitizer "$sanitizer" "${FUZZ_BUILD:--O}" -a "$t" "fuzz/corpus/$t" "$seeds/$t" -- \
     "${limit[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
     echo "FAIL $t: see $log and fuzz/artifacts/$t/" >&2
     tail -40 "$log" >&2
