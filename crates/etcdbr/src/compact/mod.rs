@@ -168,8 +168,11 @@ async fn compact_and_upload(
         .await
         .ok()
         .and_then(Result::ok);
+    // A failed upload first: when the store fails, the pass only sees that nobody reads any
+    // more, and the store's error is the one that says what to fix; when the pass fails on its
+    // own, its error goes into the stream, so the upload's error carries it.
+    saved?;
     match passed {
-        // The pass's own error says more than the upload's ("the stream failed").
         Some(Err(e)) => return Err(build(e)),
         None => {
             return Err(Error::Io {
@@ -179,6 +182,5 @@ async fn compact_and_upload(
         }
         Some(Ok(_)) => {}
     }
-    saved?;
     Ok((snapshot, stats, db_size))
 }
