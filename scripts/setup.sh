@@ -7,6 +7,7 @@
 #     folder ($ETCDBR_CACHE/etcd-3.5/usr/bin), never installed system-wide
 #   - psmisc/time for the benchmark harness (/usr/bin/time -v)
 #   - Go (golang-go), whose compress/* readers check our compressed snapshots
+#   - age, the reference CLI, which checks our encrypted objects both ways
 #   - cargo-deny (from crates.io, into $ETCDBR_CACHE/cargo-deny), which checks the dependency
 #     tree against deny.toml
 #   - cargo-fuzz (from crates.io, into $ETCDBR_CACHE/cargo-fuzz), which runs the fuzz targets
@@ -31,6 +32,8 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 # An independent client reads the Leases etcdbr writes to the in-test API server (Debian's
 # kubernetes-client, unless a kubectl is already installed).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# The reference age CLI decrypts what etcdbr encrypts and encrypts what it reads (tests/crypt.rs).
+command -v age >/dev/null 2>&1 || need_apt+=(age)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   $SUDO apt-get update -qq

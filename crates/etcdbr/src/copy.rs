@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use snapstore::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, SnapStore, Snapshot};
+use snapstore::{Kind, LAYOUT_V1, LAYOUT_V2, SnapStore, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Events};
@@ -32,6 +32,11 @@ pub struct CopyOptions {
     pub wait_for_final_timeout: Option<Duration>,
     /// How often the source is checked for a final snapshot (15 s in the original).
     pub final_check_interval: Duration,
+    /// Rewrite every object for the destination's recipients, those it already has too, and
+    /// keep `.final` (`--reencrypt`): a key rotation, in place when source and destination are
+    /// the same store. Without it, plain objects are encrypted when the destination has
+    /// recipients and encrypted ones are copied as they are.
+    pub reencrypt: bool,
     /// Who hears about each object copied.
     pub events: Events,
 }
@@ -45,6 +50,7 @@ impl Default for CopyOptions {
             wait_for_final: false,
             wait_for_final_timeout: None,
             final_check_interval: Duration::from_secs(15),
+            reencrypt: false,
             events: Events::none(),
         }
     }
@@ -133,16 +139,17 @@ pub async fn sync_periodically(
 pub fn destination_name(source: &Snapshot, dest_layout_prefix: &str) -> Snapshot {
     let mut s = source.clone();
     s.set_final(false);
-    let is_v1 = source.prefix == LAYOUT_V1 || source.prefix.ends_with(&format!("/{LAYOUT_V1}"));
-    s.prefix = match dest_layout_prefix.strip_suffix(LAYOUT_V2) {
-        Some(parent) if is_v1 => format!("{parent}{LAYOUT_V1}"),
-        _ => dest_layout_prefix.to_owned(),
-    };
+    s.prefix = destination_prefix(source, dest_layout_prefix);
     s
 }
 
-fn without_final(name: &str) -> &str {
-    name.strip_suffix(FINAL_SUFFIX).unwrap_or(name)
+/// The layout prefix a snapshot gets at the destination.
+fn destination_prefix(source: &Snapshot, dest_layout_prefix: &str) -> String {
+    let is_v1 = source.prefix == LAYOUT_V1 || source.prefix.ends_with(&format!("/{LAYOUT_V1}"));
+    match dest_layout_prefix.strip_suffix(LAYOUT_V2) {
+        Some(parent) if is_v1 => format!("{parent}{LAYOUT_V1}"),
+        _ => dest_layout_prefix.to_owned(),
+    }
 }
 
 /// Copies backups from `source` to `dest`. Stops early, with an error, when `stop` fires.
@@ -162,6 +169,12 @@ pub async fn copy_backups(
             requirement: "must be greater than 0",
         });
     }
+    if opts.reencrypt && !dest.encrypts() {
+        return Err(Error::InvalidOption {
+            option: "--reencrypt",
+            requirement: "needs --encryption-recipients-file: the recipients to rewrite the objects for",
+        });
+    }
     if opts.wait_for_final {
         wait_for_final(source, opts, stop).await?;
     }
@@ -178,8 +191,8 @@ pub async fn copy_backups(
         .list()
         .await?
         .into_iter()
-        .filter(|s| !s.is_chunk)
-        .map(|s| without_final(&s.snap_name).to_owned())
+        .filter(|s| !s.is_chunk && !opts.reencrypt)
+        .map(|s| s.plain_name())
         .collect();
     let (todo, skipped) = missing(&sets, &present);
     opts.events.emit(&Event::CopyPlanned {
@@ -190,7 +203,7 @@ pub async fn copy_backups(
         .map(|s: Snapshot| {
             let (source, dest, dest_prefix) = (source.clone(), dest.clone(), dest_prefix.clone());
             async move {
-                let copied = copy_one(&source, &dest, &s, &dest_prefix).await;
+                let copied = copy_one(&source, &dest, &s, &dest_prefix, opts.reencrypt).await;
                 (s, copied)
             }
         })
@@ -219,10 +232,32 @@ async fn copy_one(
     dest: &SnapStore,
     s: &Snapshot,
     dest_prefix: &str,
+    reencrypt: bool,
 ) -> Result<u64> {
     tracing::info!("Copying {} snapshot {}...", s.kind, s.snap_name);
     let size = source.objects().stat(&s.key()).await?.size;
     let body = source.fetch(s).await?;
+    // Sealed anew: plain objects for a store that encrypts, and every object on a rotation.
+    let reseal = dest.encrypts() && (reencrypt || !s.encrypted);
+    if reseal {
+        let mut target = if reencrypt {
+            s.clone()
+        } else {
+            destination_name(s, dest_prefix)
+        };
+        target.prefix = destination_prefix(s, dest_prefix);
+        let target = target.with_encryption(true);
+        let opener = s.encrypted.then(|| source.keyring().clone());
+        let body = crate::pipe::resealed_body(body, &s.snap_name, opener, dest.keyring());
+        let n = dest.save(&target, body, Some(size)).await?;
+        tracing::info!(
+            "Successfully copied {} snapshot {} as {}",
+            s.kind,
+            s.snap_name,
+            target.snap_name
+        );
+        return Ok(n);
+    }
     let target = destination_name(s, dest_prefix);
     let n = dest.save(&target, body, Some(size)).await?;
     if n != size {
@@ -246,7 +281,7 @@ fn missing(sets: &[CopySet], present: &HashSet<String>) -> (Vec<Snapshot>, usize
         .iter()
         .flat_map(|set| std::iter::once(&set.full).chain(&set.deltas))
     {
-        if present.contains(without_final(&s.snap_name)) {
+        if present.contains(&s.plain_name()) {
             tracing::info!(
                 "Skipping {} snapshot {} as it already exists",
                 s.kind,

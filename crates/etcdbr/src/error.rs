@@ -215,6 +215,9 @@ pub enum RestoreFailure {
         #[source]
         source: std::io::Error,
     },
+    /// An encrypted snapshot cannot be decrypted (no or no matching identity, bad header).
+    #[error(transparent)]
+    Crypt(#[from] snapstore::CryptError),
     /// A snapshot's name has an unknown compression suffix.
     #[error("snapshot {0}: {1}")]
     Suffix(String, #[source] crate::compress::CompressionError),

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use snapstore::Body;
+use snapstore::{Body, Keyring};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -20,17 +20,57 @@ pub const PIPE_CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the compressor and the uploader.
 pub const PIPE_CAPACITY: usize = 8;
 
-/// Compresses `source` on a blocking thread and returns the compressed stream as a [`Body`].
-/// A compression or read error surfaces as an error of the body's reads, so the upload fails
-/// and no object is stored.
-pub fn compressed_body<R: Read + Send + 'static>(source: R, compression: Compression) -> Body {
+/// Compresses `source` on a blocking thread, then encrypts it when `seal` has recipients (the
+/// store's keyring: [`SnapStore::keyring`](snapstore::SnapStore::keyring)), and returns the
+/// stream as a [`Body`]. A compression, encryption or read error surfaces as an error of the
+/// body's reads, so the upload fails and no object is stored.
+pub fn compressed_body<R: Read + Send + 'static>(
+    source: R,
+    compression: Compression,
+    seal: Option<&Keyring>,
+) -> Body {
+    let seal = seal.filter(|k| k.encrypts()).cloned();
+    produced_body(move |w| match seal {
+        None => compression.compress(source, w).map(drop),
+        Some(keyring) => {
+            let mut sealed = keyring.seal(w)?;
+            compression.compress(source, &mut sealed)?;
+            sealed.finish().map(drop)
+        }
+    })
+}
+
+/// The object `body` (named `name`) encrypted for `to`'s recipients: decrypted first with
+/// `from`'s identities when given (the object is encrypted), streamed on a blocking thread, the
+/// plaintext never on disk or whole in memory. A decryption error fails the body's reads.
+pub fn resealed_body(body: Body, name: &str, from: Option<Keyring>, to: &Keyring) -> Body {
+    let (to, name) = (to.clone(), name.to_owned());
+    let input = io::BufReader::with_capacity(PIPE_CHUNK, tokio_util::io::SyncIoBridge::new(body));
+    produced_body(move |w| {
+        let mut plain: Box<dyn Read + Send> = match from {
+            Some(keyring) => keyring
+                .open(&name, input)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            None => Box::new(input),
+        };
+        let mut sealed = to.seal(w)?;
+        io::copy(&mut plain, &mut sealed)?;
+        sealed.finish().map(drop)
+    })
+}
+
+/// Runs `produce` on a blocking thread and returns what it writes as a [`Body`]; its error
+/// becomes an error of the body's reads.
+fn produced_body(
+    produce: impl FnOnce(&mut ChannelWriter) -> io::Result<()> + Send + 'static,
+) -> Body {
     let (tx, rx) = mpsc::channel(PIPE_CAPACITY);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
             tx,
             buf: BytesMut::with_capacity(PIPE_CHUNK),
         };
-        let result = compression.compress(source, &mut w).and_then(|_| w.flush());
+        let result = produce(&mut w).and_then(|()| w.flush());
         if let Err(e) = result {
             let _ = w.tx.blocking_send(Err(e));
         }
@@ -109,7 +149,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streams_compressed_bytes() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut body = compressed_body(io::Cursor::new(data.clone()), Compression::Gzip);
+        let mut body = compressed_body(io::Cursor::new(data.clone()), Compression::Gzip, None);
         let mut z = Vec::new();
         body.read_to_end(&mut z).await.unwrap();
         let mut back = Vec::new();
@@ -130,7 +170,7 @@ mod tests {
                 Ok(1)
             }
         }
-        let mut body = compressed_body(Failing(10), Compression::None);
+        let mut body = compressed_body(Failing(10), Compression::None, None);
         let mut out = Vec::new();
         let e = body.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(e.to_string(), "disk error");

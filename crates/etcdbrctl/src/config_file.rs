@@ -75,6 +75,15 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("snapstoreConfig.minChunkSize", "min-chunk-size"),
     ("snapstoreConfig.tempDir", "snapstore-temp-directory"),
+    // etcdbr's client-side encryption (not in the original's config).
+    (
+        "snapstoreConfig.encryptionRecipientsFile",
+        "encryption-recipients-file",
+    ),
+    (
+        "snapstoreConfig.encryptionIdentityFile",
+        "encryption-identity-file",
+    ),
     (
         "secondarySnapstoreConfig.StoreConfig.provider",
         "secondary-storage-provider",
@@ -102,6 +111,14 @@ const KEYS: &[(&str, &str)] = &[
     (
         "secondarySnapstoreConfig.StoreConfig.tempDir",
         "secondary-snapstore-temp-directory",
+    ),
+    (
+        "secondarySnapstoreConfig.StoreConfig.encryptionRecipientsFile",
+        "secondary-encryption-recipients-file",
+    ),
+    (
+        "secondarySnapstoreConfig.StoreConfig.encryptionIdentityFile",
+        "secondary-encryption-identity-file",
     ),
     (
         "secondarySnapstoreConfig.backupSyncEnabled",

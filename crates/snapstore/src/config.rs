@@ -108,6 +108,8 @@ pub struct StoreConfig {
     pub temp_dir: PathBuf,
     /// Env var prefix for credentials and container: `""`, `SOURCE_` or `SECONDARY_`.
     pub env_prefix: String,
+    /// The key files of client-side encryption (etcdbr's `--encryption-*-file` flags).
+    pub keys: crate::crypt::KeyFiles,
 }
 
 impl Default for StoreConfig {
@@ -121,6 +123,7 @@ impl Default for StoreConfig {
             min_chunk_size: MIN_CHUNK_SIZE,
             temp_dir: PathBuf::from("/tmp"),
             env_prefix: String::new(),
+            keys: crate::crypt::KeyFiles::default(),
         }
     }
 }

@@ -10,6 +10,9 @@ pub enum Error {
     /// The store configuration is unusable (unknown provider, missing container, …).
     #[error("invalid snapstore configuration")]
     Config(#[from] ConfigError),
+    /// An encryption key file cannot be used.
+    #[error(transparent)]
+    Keys(#[from] crate::crypt::KeyFileError),
     /// An object key that is not a plain relative path (the Local store refuses to leave its
     /// directory).
     #[error("object key {0:?} is not a plain relative path")]

@@ -20,6 +20,7 @@
 
 mod config;
 pub mod credentials;
+pub mod crypt;
 mod error;
 pub mod inventory;
 pub mod list;
@@ -30,8 +31,11 @@ mod store;
 pub mod upload;
 
 pub use config::{DEFAULT_LOCAL_CONTAINER, MIN_CHUNK_SIZE, Provider, StoreConfig};
+pub use crypt::{CryptError, KeyFileError, KeyFiles, Keyring};
 pub use error::{ConfigError, Error, Result};
 pub use list::{BackupSet, ChainError, ChainStep};
-pub use name::{FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key};
+pub use name::{
+    ENCRYPTED_SUFFIX, FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key,
+};
 pub use select::{Plan, Reach, SelectError, Selection, Stop, Target};
 pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};

@@ -1,7 +1,7 @@
 //! Snapshot object names: `Full-…`/`Incr-…` in the v2 layout, the legacy v1 layout, and chunks.
 //!
 //! ```text
-//! <prefix>/v2/<Kind>-<%08d start>-<%08d last>-<unix seconds>[.gz|.zlib|.Z][.final]
+//! <prefix>/v2/<Kind>-<%08d start>-<%08d last>-<unix seconds>[.gz|.zlib|.Z|.zst][.age][.final]
 //! <prefix>/v2/<name>/<%010d part>                 chunk objects left by GCS and Swift uploads
 //! <prefix>/v1/Backup-<unix>/<name>[/<part>]       the legacy layout, read only
 //! ```
@@ -14,6 +14,9 @@ use etcdbr_types::Revision;
 
 /// Suffix of a final snapshot (taken before an etcd is shut down or migrated).
 pub const FINAL_SUFFIX: &str = ".final";
+/// Suffix of an object encrypted with age, after the compression suffix (an etcdbr extension:
+/// the original parses `.gz.age` as a gzip snapshot and cannot read it).
+pub const ENCRYPTED_SUFFIX: &str = ".age";
 /// Directory name of the current layout.
 pub const LAYOUT_V2: &str = "v2";
 /// Directory name of the legacy layout.
@@ -58,6 +61,9 @@ pub struct Snapshot {
     pub created_on: DateTime<Utc>,
     /// Compression suffix including its dot (`.gz`, `.zlib`, `.Z`), or empty.
     pub compression_suffix: String,
+    /// Whether the name carries [`ENCRYPTED_SUFFIX`]: the stored bytes are an age file whose
+    /// plaintext is the compressed snapshot.
+    pub encrypted: bool,
     /// Whether the name ends in `.final`.
     pub is_final: bool,
     /// Whether this is a chunk object (`<name>/<part>`) rather than a snapshot.
@@ -129,6 +135,7 @@ impl Snapshot {
             last_revision,
             created_on,
             compression_suffix: compression_suffix.to_owned(),
+            encrypted: false,
             is_final,
             is_chunk: false,
             snap_dir: String::new(),
@@ -141,18 +148,44 @@ impl Snapshot {
     }
 
     /// The name this snapshot's fields produce:
-    /// `<Kind>-<%08d start>-<%08d last>-<unix><suffix>[.final]`.
+    /// `<Kind>-<%08d start>-<%08d last>-<unix><suffix>[.age][.final]`.
     #[must_use]
     pub fn generate_name(&self) -> String {
         format!(
-            "{}-{}-{}-{}{}{}",
+            "{}-{}-{}-{}{}{}{}",
             self.kind,
             self.start_revision,
             self.last_revision,
             self.created_on.timestamp(),
             self.compression_suffix,
+            if self.encrypted { ENCRYPTED_SUFFIX } else { "" },
             if self.is_final { FINAL_SUFFIX } else { "" }
         )
+    }
+
+    /// The same snapshot, encrypted or not, renamed to match (writers call it with whether
+    /// their store encrypts).
+    #[must_use]
+    pub fn with_encryption(mut self, encrypted: bool) -> Snapshot {
+        if self.encrypted != encrypted && !self.is_chunk {
+            self.encrypted = encrypted;
+            self.snap_name = self.generate_name();
+        }
+        self
+    }
+
+    /// The name without `.age` and `.final`: what stays the same when a snapshot is copied,
+    /// re-encrypted or unmarked final (copy's de-duplication compares these).
+    #[must_use]
+    pub fn plain_name(&self) -> String {
+        let mut name = self.snap_name.clone();
+        if let Some(n) = name.strip_suffix(FINAL_SUFFIX) {
+            name = n.to_owned();
+        }
+        if let Some(n) = name.strip_suffix(ENCRYPTED_SUFFIX) {
+            name = n.to_owned();
+        }
+        name
     }
 
     /// Marks or unmarks the snapshot as final, adjusting its name (`copy` strips `.final`).
@@ -230,8 +263,16 @@ impl Snapshot {
             .collect();
         let mut compression_suffix = String::new();
         let mut is_final = false;
+        // etcdbr's `.age` follows the compression suffix, or stands in its place for an
+        // uncompressed object; the original reads no further than the second token.
+        let is_age = |i: usize| {
+            time_and_suffix
+                .get(i)
+                .is_some_and(|t| format!(".{t}") == ENCRYPTED_SUFFIX)
+        };
+        let encrypted = is_age(1) || is_age(2);
         if time_and_suffix.len() >= 2 {
-            if format!(".{}", time_and_suffix[1]) != FINAL_SUFFIX {
+            if format!(".{}", time_and_suffix[1]) != FINAL_SUFFIX && !is_age(1) {
                 compression_suffix = format!(".{}", time_and_suffix[1]);
             }
             if time_and_suffix
@@ -253,6 +294,7 @@ impl Snapshot {
             last_revision: Revision(last),
             created_on,
             compression_suffix,
+            encrypted,
             is_final,
             is_chunk,
             snap_dir,
@@ -553,7 +595,37 @@ mod tests {
             );
             let p = Snapshot::parse(&s.key()).unwrap();
             assert_eq!(p, s);
+            let sealed = s.clone().with_encryption(true);
+            assert_eq!(
+                sealed.snap_name,
+                format!(
+                    "{}{}{}",
+                    s.plain_name(),
+                    ENCRYPTED_SUFFIX,
+                    if fin { FINAL_SUFFIX } else { "" }
+                )
+            );
+            let p = Snapshot::parse(&sealed.key()).unwrap();
+            assert_eq!(p, sealed);
+            assert!(p.encrypted);
+            assert_eq!(p.compression_suffix, suffix);
+            assert_eq!(p.with_encryption(false), s);
         }
+    }
+
+    /// The original's parser keeps the compression suffix of an encrypted name (`.gz.age`)
+    /// and takes `.age` for the compression of an uncompressed one; ours reads both.
+    #[test]
+    fn encrypted_names() {
+        let p = Snapshot::parse("v2/Full-00000000-00000010-1700000000.gz.age.final").unwrap();
+        assert!(p.encrypted && p.is_final);
+        assert_eq!(p.compression_suffix, ".gz");
+        assert_eq!(p.plain_name(), "Full-00000000-00000010-1700000000.gz");
+        let p = Snapshot::parse("v2/Incr-00000011-00000020-1700000000.age").unwrap();
+        assert!(p.encrypted && !p.is_final);
+        assert_eq!(p.compression_suffix, "");
+        let p = Snapshot::parse("v2/Incr-00000011-00000020-1700000000.zst").unwrap();
+        assert!(!p.encrypted);
     }
 
     #[test]

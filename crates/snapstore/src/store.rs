@@ -10,6 +10,7 @@ use tokio::io::AsyncRead;
 
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Env, ProcessEnv};
+use crate::crypt::Keyring;
 use crate::error::{Error, Result};
 use crate::list::{self, BackupSet};
 use crate::name::Snapshot;
@@ -62,6 +63,7 @@ struct Inner {
     list_prefix: String,
     reopen: Option<(StoreConfig, Arc<dyn Env + Send + Sync>)>,
     current: Mutex<Current>,
+    keyring: Keyring,
 }
 
 struct Current {
@@ -77,6 +79,7 @@ impl fmt::Debug for Inner {
             .field("provider", &self.provider)
             .field("container", &self.container)
             .field("prefix", &self.layout_prefix)
+            .field("keyring", &self.keyring)
             .finish_non_exhaustive()
     }
 }
@@ -103,8 +106,10 @@ impl SnapStore {
         let provider = config.provider.unwrap_or(Provider::Local);
         let objects = provider::build(provider, config, &env)?;
         let stamp = provider::credentials_stamp(provider, config, &env);
+        let keyring = Keyring::load(&config.keys)?;
         let mut store = SnapStore::with_objects(objects, provider, config);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.keyring = keyring;
             inner.reopen = Some((config.clone(), Arc::new(env)));
             if let Ok(c) = inner.current.get_mut() {
                 c.stamp = stamp;
@@ -133,8 +138,50 @@ impl SnapStore {
                     checked: Instant::now(),
                     interval: ROTATION_CHECK_INTERVAL,
                 }),
+                keyring: Keyring::default(),
             }),
         }
+    }
+
+    /// The same store, sealing the snapshots it writes for `keyring`'s recipients and opening
+    /// encrypted ones with its identities.
+    #[must_use]
+    pub fn with_keyring(self, keyring: Keyring) -> SnapStore {
+        let i = &self.inner;
+        let current = i
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = Inner {
+            provider: i.provider,
+            container: i.container.clone(),
+            layout_prefix: i.layout_prefix.clone(),
+            list_prefix: i.list_prefix.clone(),
+            reopen: i.reopen.clone(),
+            current: Mutex::new(Current {
+                objects: Arc::clone(&current.objects),
+                stamp: current.stamp,
+                checked: current.checked,
+                interval: current.interval,
+            }),
+            keyring,
+        };
+        drop(current);
+        SnapStore {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// How this store's snapshots are encrypted and decrypted.
+    #[must_use]
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Whether new snapshots are written encrypted (their names end in `.age`).
+    #[must_use]
+    pub fn encrypts(&self) -> bool {
+        self.inner.keyring.encrypts()
     }
 
     /// The provider behind this store.

@@ -127,6 +127,12 @@ async fn compact_and_upload(
     let suffix = &restored.newest.compression_suffix;
     let compression = Compression::from_suffix(suffix)
         .map_err(|e| RestoreFailure::Suffix(restored.newest.snap_name.clone(), e))?;
+    if (restored.full.encrypted || restored.newest.encrypted) && !store.encrypts() {
+        return Err(Error::InvalidOption {
+            option: "--encryption-recipients-file",
+            requirement: "is needed: the backup set is encrypted, and its compacted snapshot would be stored unencrypted",
+        });
+    }
     let build = |e| Error::Restore(RestoreFailure::Build(e));
     let (src, format) = (layout::db_path(scratch), opts.restore.format);
     // The first pass and the layout: which entries survive, and the compacted db's metas.
@@ -156,12 +162,14 @@ async fn compact_and_upload(
         compression.suffix(),
         restored.full.is_final,
         store.layout_prefix(),
-    );
+    )
+    .with_encryption(store.encrypts());
     // The second pass streams the compacted db, in file order, into the upload.
     let (db, pass) = upload::stream(plan, metas);
     let body = compressed_body(
         WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, db)),
         compression,
+        Some(store.keyring()),
     );
     let saved = store.save(&snapshot, body, Some(db_size + 32)).await;
     let passed = tokio::task::spawn_blocking(move || pass.join())

@@ -39,7 +39,11 @@ pub(super) async fn full(
     let started = Instant::now();
     let file = std::fs::File::create(path)
         .map_err(Error::io(format!("cannot create {}", path.display())))?;
-    let (name, suffix) = (full.snap_name.clone(), full.compression_suffix.clone());
+    let (name, suffix, sealed) = (
+        full.snap_name.clone(),
+        full.compression_suffix.clone(),
+        full.encrypted,
+    );
     let (total, digest_ok) = stream(store, full, events, move |body| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_BLOCKS);
         let writer = std::thread::spawn(move || write_checking_trailer(file, rx));
@@ -56,7 +60,7 @@ pub(super) async fn full(
         let written = writer
             .join()
             .map_err(|_| io::Error::other("the snapshot writer thread panicked"));
-        read.map_err(|e| decompress_failure(&name, &suffix, e))?;
+        read.map_err(|e| decompress_failure(&name, &suffix, sealed, e))?;
         written.and_then(|w| w).map_err(Error::io(format!(
             "cannot write the base snapshot of {name}"
         )))
@@ -224,6 +228,8 @@ async fn stream<T: Send + 'static>(
         .map_err(|e| RestoreFailure::Suffix(s.snap_name.clone(), e))?;
     let body = store.fetch(s).await?;
     let full = s.kind == snapstore::Kind::Full;
+    let (encrypted, name) = (s.encrypted, s.snap_name.clone());
+    let keyring = store.keyring().clone();
     let handle = tokio::runtime::Handle::current();
     let events = events.clone();
     tokio::task::spawn_blocking(move || -> Result<T> {
@@ -234,6 +240,14 @@ async fn stream<T: Send + 'static>(
             unreported: 0,
         };
         let raw = BufReader::with_capacity(BLOCK, counted);
+        let raw: Box<dyn Read + Send> = if encrypted {
+            Box::new(BufReader::with_capacity(
+                BLOCK,
+                keyring.open(&name, raw).map_err(RestoreFailure::Crypt)?,
+            ))
+        } else {
+            Box::new(raw)
+        };
         // The full snapshot on every core; deltas, fetched several at once, one core each.
         let mut decompressed = if full {
             compression.reader(raw)
@@ -251,15 +265,23 @@ async fn stream<T: Send + 'static>(
 
 /// A read of a snapshot that failed: bad or cut-off data is a corrupt object; anything else
 /// (the store's connection) is an I/O failure.
-fn decompress_failure(name: &str, suffix: &str, source: io::Error) -> Error {
+fn decompress_failure(name: &str, suffix: &str, encrypted: bool, source: io::Error) -> Error {
     if matches!(
         source.kind(),
         io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
     ) {
         return RestoreFailure::Decompress {
             name: name.to_owned(),
-            compression: Compression::from_suffix(suffix)
-                .map_or_else(|_| suffix.to_owned(), |c| c.to_string()),
+            compression: format!(
+                "{}{}",
+                Compression::from_suffix(suffix)
+                    .map_or_else(|_| suffix.to_owned(), |c| c.to_string()),
+                if encrypted {
+                    " after age decryption (a corrupt or cut-off age chunk fails here too)"
+                } else {
+                    ""
+                }
+            ),
             source,
         }
         .into();

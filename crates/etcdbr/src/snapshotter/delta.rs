@@ -210,12 +210,17 @@ async fn save(store: SnapStore, delta: PendingDelta, compression: Compression) -
         compression.suffix(),
         false,
         store.layout_prefix(),
-    );
+    )
+    .with_encryption(store.encrypts());
     let size = delta.object.len();
     store
         .save(
             &snapshot,
-            compressed_body(std::io::Cursor::new(delta.object), compression),
+            compressed_body(
+                std::io::Cursor::new(delta.object),
+                compression,
+                Some(store.keyring()),
+            ),
             Some(size as u64),
         )
         .await?;

@@ -159,7 +159,8 @@ async fn full_snapshot(
         opts.compression.suffix(),
         is_final,
         store.layout_prefix(),
-    );
+    )
+    .with_encryption(store.encrypts());
     let source = received
         .file
         .reopen()
@@ -167,6 +168,7 @@ async fn full_snapshot(
     let body = compressed_body(
         io::BufReader::with_capacity(1 << 20, source),
         opts.compression,
+        Some(store.keyring()),
     );
     let stored = store.save(&snapshot, body, Some(received.size)).await?;
     tracing::info!(

@@ -44,6 +44,15 @@ struct CopierFlags {
     /// Stop waiting for a final full snapshot after this long and copy anyway; 0 waits for ever
     #[arg(long, value_parser = go_duration, default_value = "0s")]
     wait_for_final_snapshot_timeout: Duration,
+
+    /// Rewrite every object for the recipients of --encryption-recipients-file, those the
+    /// destination already has too, keeping their names (.final included): a key rotation.
+    /// Objects are decrypted with --encryption-identity-file (or
+    /// --source-encryption-identity-file) as they stream, never to disk. With the same store as
+    /// source and destination it rotates the keys in place: each object is replaced only when
+    /// its new version is stored whole
+    #[arg(long)]
+    reencrypt: bool,
 }
 
 impl CopierFlags {
@@ -60,6 +69,7 @@ impl CopierFlags {
         o.wait_for_final = self.wait_for_final_snapshot;
         o.wait_for_final_timeout = (!self.wait_for_final_snapshot_timeout.is_zero())
             .then_some(self.wait_for_final_snapshot_timeout);
+        o.reencrypt = self.reencrypt;
         Ok(o)
     }
 }

@@ -84,7 +84,11 @@ fn row(set: &str, item: &Item, note: &str) -> [String; 9] {
         format!("{}..={}", s.start_revision.get(), s.last_revision.get()),
         time(s.created_on),
         bytes(item.size),
-        compression(&s.compression_suffix).to_owned(),
+        if s.encrypted {
+            format!("{}+age", compression(&s.compression_suffix))
+        } else {
+            compression(&s.compression_suffix).to_owned()
+        },
         if s.is_final { "yes" } else { "" }.to_owned(),
         if item.chunks > 0 {
             item.chunks.to_string()
@@ -174,6 +178,7 @@ fn item_json(item: &Item) -> Value {
         "createdOn": time(s.created_on),
         "size": item.size,
         "compression": compression(&s.compression_suffix),
+        "encrypted": s.encrypted,
         "final": s.is_final,
         "chunks": item.chunks,
     })

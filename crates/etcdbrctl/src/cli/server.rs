@@ -243,8 +243,8 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
     opts.gc_period = args.snapshotter.garbage_collection_period;
     opts.verify_schedule
         .clone_from(&args.defrag.verify_schedule);
+    opts.secondary = secondary(args, &store)?;
     opts.store = store.provider.is_some().then_some(store);
-    opts.secondary = secondary(args)?;
     opts.port = s.server_port;
     opts.bind = s.server_bind_address;
     opts.tls = tls(s)?;
@@ -307,10 +307,13 @@ fn auth(s: &ServerFlags, https: bool) -> anyhow::Result<etcdbr_server::auth::Aut
 }
 
 /// The secondary store when its sync is enabled (it then needs a provider).
-fn secondary(args: &ServerArgs) -> anyhow::Result<Option<SecondaryOptions>> {
+fn secondary(
+    args: &ServerArgs,
+    primary: &snapstore::StoreConfig,
+) -> anyhow::Result<Option<SecondaryOptions>> {
     match (
         args.secondary_sync.secondary_backup_sync_enabled,
-        args.secondary.to_config()?,
+        args.secondary.to_config(primary)?,
     ) {
         (true, Some(c)) => Ok(Some(SecondaryOptions {
             store: c,

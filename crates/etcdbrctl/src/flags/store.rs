@@ -41,6 +41,14 @@ macro_rules! store_flags {
             /// Flag value (its help text is in the `help` attribute).
             #[arg(help = concat!("Directory for temporary files of ", $what, "; created if missing"), id = concat!($prefix, "snapstore-temp-directory"), long = concat!($prefix, "snapstore-temp-directory"), default_value = "/tmp")]
             pub snapstore_temp_directory: PathBuf,
+
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("age recipients, X25519 public keys (age1…) one a line as age-keygen prints them, that every object written to ", $what, " is encrypted for; objects get the suffix .age. Name several to let a second key (an offline recovery key) decrypt. Unset: objects are written unencrypted"), id = concat!($prefix, "encryption-recipients-file"), long = concat!($prefix, "encryption-recipients-file"), value_name = "FILE")]
+            pub encryption_recipients_file: Option<PathBuf>,
+
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("age identities, X25519 secret keys as age-keygen writes them, that the encrypted (.age) objects of ", $what, " are read with; list old keys too after a rotation. Keep it mode 600"), id = concat!($prefix, "encryption-identity-file"), long = concat!($prefix, "encryption-identity-file"), value_name = "FILE")]
+            pub encryption_identity_file: Option<PathBuf>,
         }
 
         impl $name {
@@ -55,6 +63,8 @@ macro_rules! store_flags {
                 c.max_parallel_chunk_uploads = self.max_parallel_chunk_uploads;
                 c.min_chunk_size = self.min_chunk_size;
                 c.temp_dir.clone_from(&self.snapstore_temp_directory);
+                c.keys.recipients.clone_from(&self.encryption_recipients_file);
+                c.keys.identities.clone_from(&self.encryption_identity_file);
                 c
             }
 
@@ -152,6 +162,11 @@ impl SourceStoreFlags {
     /// # Errors
     /// An unknown provider or invalid values, with the flag named.
     pub fn to_config(&self, destination: &StoreConfig) -> anyhow::Result<StoreConfig> {
+        if self.encryption_recipients_file.is_some() {
+            anyhow::bail!(
+                "--source-encryption-recipients-file: copy only reads the source store; --encryption-recipients-file names the recipients of the copies"
+            );
+        }
         let mut c = self.raw();
         c.provider = self.provider()?.or(destination.provider);
         if c.prefix.is_empty() {
@@ -160,21 +175,31 @@ impl SourceStoreFlags {
         if self.snapstore_temp_directory.as_os_str().is_empty() {
             c.temp_dir.clone_from(&destination.temp_dir);
         }
+        // The source is only read: the destination's identities open it unless it has its own.
+        c.keys.recipients = None;
+        if c.keys.identities.is_none() {
+            c.keys.identities.clone_from(&destination.keys.identities);
+        }
         finish(c, "SOURCE_")
     }
 }
 
 impl SecondaryStoreFlags {
-    /// The secondary store's configuration, or `None` when no secondary provider is given.
+    /// The secondary store's configuration, or `None` when no secondary provider is given; its
+    /// key files are the `primary`'s unless it has its own.
     ///
     /// # Errors
     /// An unknown provider or invalid values, with the flag named.
-    pub fn to_config(&self) -> anyhow::Result<Option<StoreConfig>> {
+    pub fn to_config(&self, primary: &StoreConfig) -> anyhow::Result<Option<StoreConfig>> {
         let Some(provider) = self.provider()? else {
             return Ok(None);
         };
         let mut c = self.raw();
         c.provider = Some(provider);
+        // The copies are encrypted as the primary's objects are, unless given keys of their own.
+        if c.keys == snapstore::KeyFiles::default() {
+            c.keys.clone_from(&primary.keys);
+        }
         finish(c, "SECONDARY_").map(Some)
     }
 }
