@@ -76,6 +76,8 @@ pub enum FailureKind {
     Mismatch,
     /// The store failed (listing, an object that cannot be read).
     Store,
+    /// The set differs from its signed manifest: an object was removed, replaced or added.
+    Tampered,
     /// Anything else (scratch disk, the live etcd).
     Other,
 }
@@ -90,6 +92,7 @@ impl FailureKind {
             FailureKind::Database => "database",
             FailureKind::Mismatch => "mismatch",
             FailureKind::Store => "store",
+            FailureKind::Tampered => "tampered",
             FailureKind::Other => "other",
         }
     }
@@ -292,6 +295,11 @@ async fn check_set(
         object: None,
         message: format!("{what}: {e}"),
     };
+    // Sets planned whole for `--all` are not checked against their manifests yet.
+    store
+        .check_plan(&plan)
+        .await
+        .map_err(|e| classify(&Error::from(e)))?;
     std::fs::create_dir_all(&opts.temp_dir).map_err(|e| other("cannot create the temp dir", e))?;
     let scratch = tempfile::Builder::new()
         .prefix("etcdbr-verify-")
@@ -440,10 +448,26 @@ async fn compare_live(
     }
 }
 
+/// The object a tamper finding names.
+fn tampered_object(t: &snapstore::manifest::Tamper) -> Option<String> {
+    use snapstore::manifest::Tamper as T;
+    match t {
+        T::Missing { object, .. } | T::Foreign { object, .. } | T::Changed { object, .. } => {
+            Some(object.clone())
+        }
+        T::Unsigned { set, .. }
+        | T::NotSigned { set }
+        | T::PreviousReplaced { set, .. }
+        | T::WrongSet { set, .. } => Some(set.clone()),
+        _ => None,
+    }
+}
+
 fn classify_chain(e: &Error) -> Option<Failure> {
     matches!(
         e,
-        Error::Restore(RestoreFailure::Chain(_)) | Error::Store(snapstore::Error::Chain(_))
+        Error::Restore(RestoreFailure::Chain(_))
+            | Error::Store(snapstore::Error::Chain(_) | snapstore::Error::Tampered(_))
     )
     .then(|| classify(e))
 }
@@ -466,14 +490,41 @@ fn classify(e: &Error) -> Failure {
             _ => (FailureKind::Other, None),
         },
         Error::Store(snapstore::Error::Chain(_)) => (FailureKind::Chain, None),
+        Error::Store(snapstore::Error::Tampered(t)) => (FailureKind::Tampered, tampered_object(t)),
         Error::Store(_) => (FailureKind::Store, None),
         _ => (FailureKind::Other, None),
+    };
+    // A fetched object whose sha256 differs from its signed entry fails as a read error.
+    let (kind, object) = match find_tamper(e) {
+        Some(t) => (FailureKind::Tampered, tampered_object(t).or(object)),
+        None => (kind, object),
     };
     Failure {
         kind,
         object,
         message: error_chain(e),
     }
+}
+
+/// The tamper finding somewhere in `e`'s causes (io errors included).
+fn find_tamper<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a snapstore::manifest::Tamper> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<snapstore::manifest::Tamper>() {
+            return Some(t);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<snapstore::manifest::Tamper>())
+        {
+            return Some(inner);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Verifies on `schedule` until `stop`: the leader's `--verify-schedule`. Each run reports

@@ -84,6 +84,7 @@ const KEYS: &[(&str, &str)] = &[
         "snapstoreConfig.encryptionIdentityFile",
         "encryption-identity-file",
     ),
+    ("snapstoreConfig.signingKeyFile", "signing-key-file"),
     (
         "secondarySnapstoreConfig.StoreConfig.provider",
         "secondary-storage-provider",
@@ -119,6 +120,10 @@ const KEYS: &[(&str, &str)] = &[
     (
         "secondarySnapstoreConfig.StoreConfig.encryptionIdentityFile",
         "secondary-encryption-identity-file",
+    ),
+    (
+        "secondarySnapstoreConfig.StoreConfig.signingKeyFile",
+        "secondary-signing-key-file",
     ),
     (
         "secondarySnapstoreConfig.backupSyncEnabled",

@@ -35,6 +35,8 @@ pub struct KeyFiles {
     pub recipients: Option<PathBuf>,
     /// age identities (secret keys) encrypted objects are read with.
     pub identities: Option<PathBuf>,
+    /// The Ed25519 key manifests are signed with (private) or checked with (public).
+    pub signing: Option<PathBuf>,
 }
 
 /// Recipients to encrypt for and identities to decrypt with; either may be empty.

@@ -13,6 +13,12 @@ pub enum Error {
     /// An encryption key file cannot be used.
     #[error(transparent)]
     Keys(#[from] crate::crypt::KeyFileError),
+    /// The signing key file cannot be used.
+    #[error(transparent)]
+    SigningKey(#[from] crate::manifest::SigningKeyError),
+    /// A backup set does not match its signed manifest: the store was tampered with.
+    #[error(transparent)]
+    Tampered(#[from] crate::manifest::Tamper),
     /// An object key that is not a plain relative path (the Local store refuses to leave its
     /// directory).
     #[error("object key {0:?} is not a plain relative path")]

@@ -24,9 +24,11 @@ pub mod crypt;
 mod error;
 pub mod inventory;
 pub mod list;
+pub mod manifest;
 mod name;
 pub mod provider;
 pub mod select;
+mod signed;
 mod store;
 pub mod upload;
 
@@ -38,4 +40,5 @@ pub use name::{
     ENCRYPTED_SUFFIX, FINAL_SUFFIX, Kind, LAYOUT_V1, LAYOUT_V2, NameError, Snapshot, join_key,
 };
 pub use select::{Plan, Reach, SelectError, Selection, Stop, Target};
+pub use signed::Audit;
 pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};

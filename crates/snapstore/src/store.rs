@@ -64,6 +64,7 @@ struct Inner {
     reopen: Option<(StoreConfig, Arc<dyn Env + Send + Sync>)>,
     current: Mutex<Current>,
     keyring: Keyring,
+    signed: crate::signed::Signed,
 }
 
 struct Current {
@@ -107,9 +108,16 @@ impl SnapStore {
         let objects = provider::build(provider, config, &env)?;
         let stamp = provider::credentials_stamp(provider, config, &env);
         let keyring = Keyring::load(&config.keys)?;
+        let signing = config
+            .keys
+            .signing
+            .as_deref()
+            .map(crate::manifest::SigningKeys::load)
+            .transpose()?;
         let mut store = SnapStore::with_objects(objects, provider, config);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.keyring = keyring;
+            inner.signed = crate::signed::Signed::new(signing);
             inner.reopen = Some((config.clone(), Arc::new(env)));
             if let Ok(c) = inner.current.get_mut() {
                 c.stamp = stamp;
@@ -139,6 +147,7 @@ impl SnapStore {
                     interval: ROTATION_CHECK_INTERVAL,
                 }),
                 keyring: Keyring::default(),
+                signed: crate::signed::Signed::default(),
             }),
         }
     }
@@ -165,11 +174,23 @@ impl SnapStore {
                 interval: current.interval,
             }),
             keyring,
+            signed: crate::signed::Signed::new(i.signed.keys().cloned()),
         };
         drop(current);
         SnapStore {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The manifest state (see [`crate::signed`]).
+    pub(crate) fn signed(&self) -> &crate::signed::Signed {
+        &self.inner.signed
+    }
+
+    /// The prefix listings start from (the parent of `v2`).
+    #[must_use]
+    pub fn list_prefix(&self) -> &str {
+        &self.inner.list_prefix
     }
 
     /// How this store's snapshots are encrypted and decrypted.
@@ -307,13 +328,17 @@ impl SnapStore {
                 return Err(crate::SelectError::NoFullSnapshot.into());
             }
             let chain = set.chain()?;
-            return Ok(crate::Plan {
+            let plan = crate::Plan {
                 set,
                 chain,
                 stop: crate::Stop::End,
-            });
+            };
+            self.check_plan(&plan).await?;
+            return Ok(plan);
         }
-        Ok(crate::select::plan(&self.list().await?, selection)?)
+        let plan = crate::select::plan(&self.list().await?, selection)?;
+        self.check_plan(&plan).await?;
+        Ok(plan)
     }
 
     /// Every snapshot and chunk object with its size in bytes, sorted as [`SnapStore::list`].
@@ -339,7 +364,8 @@ impl SnapStore {
     /// # Errors
     /// The object is missing or cannot be read.
     pub async fn fetch(&self, snapshot: &Snapshot) -> Result<Body> {
-        self.objects().get(&snapshot.key()).await
+        let body = self.objects().get(&snapshot.key()).await?;
+        Ok(self.inner.signed.checked(snapshot, body))
     }
 
     /// Stores a snapshot from `body` (about `size_hint` bytes), then checks that the stored object
@@ -355,6 +381,11 @@ impl SnapStore {
     ) -> Result<u64> {
         let key = snapshot.key();
         let objects = self.objects();
+        let signing = self.inner.signed.signs();
+        if signing {
+            self.load_manifest_chain().await?;
+        }
+        let (body, digest) = crate::signed::hashing(body, signing);
         let sent = objects.put(&key, body, size_hint).await?;
         let stored = objects.stat(&key).await?;
         if stored.size != sent {
@@ -364,6 +395,9 @@ impl SnapStore {
                 found: stored.size,
             });
         }
+        if let Some(digest) = digest {
+            self.record(snapshot, sent, &digest.finish()).await?;
+        }
         Ok(sent)
     }
 
@@ -372,6 +406,10 @@ impl SnapStore {
     /// # Errors
     /// The delete fails.
     pub async fn delete(&self, snapshot: &Snapshot) -> Result<()> {
-        self.objects().delete(&snapshot.key()).await
+        self.objects().delete(&snapshot.key()).await?;
+        if snapshot.kind == crate::Kind::Full && self.inner.signed.keys().is_some() {
+            self.delete_manifest(snapshot).await;
+        }
+        Ok(())
     }
 }

@@ -101,19 +101,58 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let config = args.store.to_required_config()?;
     let store = open_checked(&config).await?;
     let reports = verify(&store, &opts).await?;
+    // With a signing key, every set is checked against its manifest too.
+    let audit = match config.keys.signing {
+        Some(_) => Some(store.audit().await?),
+        None => None,
+    };
     drop(progress);
-    let ok = reports.iter().all(SetReport::ok);
+    let ok =
+        reports.iter().all(SetReport::ok) && audit.as_ref().is_none_or(|a| a.findings.is_empty());
     match args.output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "ok": ok,
                 "sets": reports.iter().map(report_json).collect::<Vec<_>>(),
+                "manifests": audit.as_ref().map(audit_json),
             }))?
         ),
-        Output::Table => print!("{}", table(&reports)),
+        Output::Table => {
+            print!("{}", table(&reports));
+            if let Some(a) = &audit {
+                print!("{}", audit_table(a));
+            }
+        }
     }
     Ok(ok)
+}
+
+fn audit_json(a: &snapstore::Audit) -> Value {
+    json!({
+        "ok": a.findings.is_empty(),
+        "signedSets": a.signed_sets,
+        "unsignedSets": a.unsigned_sets,
+        "findings": a.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "notes": a.notes,
+    })
+}
+
+fn audit_table(a: &snapstore::Audit) -> String {
+    let status = if a.findings.is_empty() { "OK " } else { "BAD" };
+    let mut out = format!(
+        "{status} manifests: {} signed sets, {} unsigned (before signing began), {} findings\n",
+        a.signed_sets,
+        a.unsigned_sets,
+        a.findings.len()
+    );
+    for f in &a.findings {
+        out.push_str(&format!("BAD {f}\n"));
+    }
+    for n in &a.notes {
+        out.push_str(&format!("    note: {n}\n"));
+    }
+    out
 }
 
 fn live(l: &Live) -> String {

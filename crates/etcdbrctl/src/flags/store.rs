@@ -49,6 +49,10 @@ macro_rules! store_flags {
             /// Flag value (its help text is in the `help` attribute).
             #[arg(help = concat!("age identities, X25519 secret keys as age-keygen writes them, that the encrypted (.age) objects of ", $what, " are read with; list old keys too after a rotation. Keep it mode 600"), id = concat!($prefix, "encryption-identity-file"), long = concat!($prefix, "encryption-identity-file"), value_name = "FILE")]
             pub encryption_identity_file: Option<PathBuf>,
+
+            /// Flag value (its help text is in the `help` attribute).
+            #[arg(help = concat!("Ed25519 key (PEM) of the signed manifests of ", $what, ": a private key (openssl genpkey -algorithm ed25519) signs each backup set's manifest as objects are stored; a public key (openssl pkey -pubout) only checks them. With it, restore and verify refuse a set that was changed, cut short or added to by someone without the key"), id = concat!($prefix, "signing-key-file"), long = concat!($prefix, "signing-key-file"), value_name = "FILE")]
+            pub signing_key_file: Option<PathBuf>,
         }
 
         impl $name {
@@ -65,6 +69,7 @@ macro_rules! store_flags {
                 c.temp_dir.clone_from(&self.snapstore_temp_directory);
                 c.keys.recipients.clone_from(&self.encryption_recipients_file);
                 c.keys.identities.clone_from(&self.encryption_identity_file);
+                c.keys.signing.clone_from(&self.signing_key_file);
                 c
             }
 
@@ -179,6 +184,9 @@ impl SourceStoreFlags {
         c.keys.recipients = None;
         if c.keys.identities.is_none() {
             c.keys.identities.clone_from(&destination.keys.identities);
+        }
+        if c.keys.signing.is_none() {
+            c.keys.signing.clone_from(&destination.keys.signing);
         }
         finish(c, "SOURCE_")
     }
