@@ -199,6 +199,16 @@ pub async fn copy_backups(
         objects: todo.len(),
     });
     let dest_prefix = dest.layout_prefix().to_owned();
+    // A signed destination records each object in its set's manifest as it is stored, and links
+    // each set to the one before: the sets go oldest first, each full snapshot before its deltas.
+    let (todo, parallel) = if dest.signs() {
+        let mut todo = todo;
+        todo.sort_by_key(|s| (s.created_on, s.kind != Kind::Full, s.last_revision));
+        dest.begin_manifest_chain().await;
+        (todo, 1)
+    } else {
+        (todo, opts.parallel)
+    };
     let copies = futures::stream::iter(todo)
         .map(|s: Snapshot| {
             let (source, dest, dest_prefix) = (source.clone(), dest.clone(), dest_prefix.clone());
@@ -207,7 +217,7 @@ pub async fn copy_backups(
                 (s, copied)
             }
         })
-        .buffer_unordered(opts.parallel)
+        .buffer_unordered(parallel)
         .collect::<Vec<_>>();
     let results = tokio::select! {
         r = copies => r,

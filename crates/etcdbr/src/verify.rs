@@ -485,6 +485,12 @@ fn classify(e: &Error) -> Failure {
             | R::Delta { name, .. }
             | R::DeltaRange { name, .. } => (FailureKind::Corrupt, Some(name.clone())),
             R::Suffix(n, _) => (FailureKind::Corrupt, Some(n.clone())),
+            R::Crypt(c) => match c {
+                snapstore::CryptError::BadHeader { name, .. } => {
+                    (FailureKind::Corrupt, Some(name.clone()))
+                }
+                other => (FailureKind::Other, other.object().map(str::to_owned)),
+            },
             R::Chain(_) | R::TargetNotReached { .. } => (FailureKind::Chain, None),
             R::Build(_) => (FailureKind::Corrupt, None),
             _ => (FailureKind::Other, None),

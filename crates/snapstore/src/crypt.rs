@@ -149,6 +149,19 @@ pub enum CryptError {
     },
 }
 
+impl CryptError {
+    /// The object that could not be read.
+    #[must_use]
+    pub fn object(&self) -> Option<&str> {
+        match self {
+            CryptError::NoIdentities { name, .. }
+            | CryptError::NoMatchingIdentity { name, .. }
+            | CryptError::BadHeader { name, .. }
+            | CryptError::Io { name, .. } => Some(name),
+        }
+    }
+}
+
 /// The recipients an object's header names, for error messages.
 #[derive(Debug, Clone, Default)]
 pub struct WrittenFor(Vec<String>);

@@ -208,6 +208,14 @@ pub struct Audit {
 }
 
 impl SnapStore {
+    /// Starts a new chain of manifests: the next full snapshot saved links no previous set.
+    /// `copy` calls it, as it stores whole sets oldest first.
+    pub async fn begin_manifest_chain(&self) {
+        let mut w = self.signed().writing.lock().await;
+        w.loaded = true;
+        w.current = None;
+    }
+
     /// Reads the newest set's manifest once, before the first save, so that the next full
     /// snapshot's manifest links it.
     pub(crate) async fn load_manifest_chain(&self) -> Result<()> {
@@ -444,11 +452,9 @@ impl SnapStore {
             Ok(entry.clone())
         };
         let mut expected = vec![(full.key(), check(full)?)];
-        for step in &plan.chain {
-            expected.push((step.snapshot.key(), check(&step.snapshot)?));
-        }
-        for d in &plan.set.deltas {
-            check(d)?;
+        let chain = plan.chain.iter().map(|step| &step.snapshot);
+        for d in chain.chain(&plan.set.deltas) {
+            expected.push((d.key(), check(d)?));
         }
         // Garbage collection deletes deltas of older sets; the newest set loses none.
         let snaps: Vec<Snapshot> = listing

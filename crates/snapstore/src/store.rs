@@ -199,6 +199,13 @@ impl SnapStore {
         &self.inner.keyring
     }
 
+    /// Whether saved snapshots are recorded in signed manifests (`--signing-key-file` holds a
+    /// private key).
+    #[must_use]
+    pub fn signs(&self) -> bool {
+        self.inner.signed.signs()
+    }
+
     /// Whether new snapshots are written encrypted (their names end in `.age`).
     #[must_use]
     pub fn encrypts(&self) -> bool {
@@ -327,13 +334,14 @@ impl SnapStore {
             if set.full.is_none() {
                 return Err(crate::SelectError::NoFullSnapshot.into());
             }
-            let chain = set.chain()?;
-            let plan = crate::Plan {
+            // The manifest first: a removed delta is named as such, not as a gap.
+            let mut plan = crate::Plan {
                 set,
-                chain,
+                chain: Vec::new(),
                 stop: crate::Stop::End,
             };
             self.check_plan(&plan).await?;
+            plan.chain = plan.set.chain()?;
             return Ok(plan);
         }
         let plan = crate::select::plan(&self.list().await?, selection)?;

@@ -11,6 +11,7 @@ mod compact;
 mod compression;
 mod copy;
 mod corruption;
+mod encryption;
 mod faults;
 mod initialize;
 mod leases;

@@ -297,9 +297,14 @@ pub fn compact(home: &Path) -> std::process::Output {
 /// Restores the Local store below `home` with the binary, boots etcd 3.5 on it, and checks that
 /// it is at `rev` with the same `hashkv` there as the cluster `source` reaches.
 pub async fn assert_restores(home: &Path, source: &mut Client, rev: i64) {
-    let data = home.join("restored");
+    assert_restores_with(home, source, rev, &[]).await;
+}
+
+/// [`assert_restores`] with `extra` restore flags (into a new data dir each time).
+pub async fn assert_restores_with(home: &Path, source: &mut Client, rev: i64, extra: &[&str]) {
+    let data = home.join(format!("restored-{}", testkit::free_port()));
     let peer = format!("http://127.0.0.1:{}", testkit::free_port());
-    let out = restore(home, &data, &peer, &[]);
+    let out = restore(home, &data, &peer, extra);
     assert!(
         out.status.success(),
         "{}",
