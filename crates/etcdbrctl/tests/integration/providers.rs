@@ -136,8 +136,66 @@ fn run(t: &Target, home: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Keys for an encrypted, signed store: age identity and recipients, Ed25519 key pair.
+struct Sealing {
+    _dir: tempfile::TempDir,
+    recipients: String,
+    identity: String,
+    private: String,
+    public: String,
+}
+
+fn sealing() -> Sealing {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).display().to_string();
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success());
+    ok(Command::new("age-keygen")
+        .args(["-o", &path("id.txt")])
+        .stderr(Stdio::null()));
+    let public = Command::new("age-keygen")
+        .args(["-y", &path("id.txt")])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(path("recipients.txt"), public).unwrap();
+    ok(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        &path("sign.pem"),
+    ]));
+    ok(Command::new("openssl").args([
+        "pkey",
+        "-in",
+        &path("sign.pem"),
+        "-pubout",
+        "-out",
+        &path("sign.pub"),
+    ]));
+    Sealing {
+        recipients: format!("--encryption-recipients-file={}", path("recipients.txt")),
+        identity: format!("--encryption-identity-file={}", path("id.txt")),
+        private: format!("--signing-key-file={}", path("sign.pem")),
+        public: format!("--signing-key-file={}", path("sign.pub")),
+        _dir: dir,
+    }
+}
+
 async fn round_trip(provider: &'static str) {
+    round_trip_with(provider, None).await;
+}
+
+/// The round trip, with every object encrypted and every set signed when `sealed`.
+async fn round_trip_with(provider: &'static str, sealed: Option<Sealing>) {
     let t = target(provider);
+    let (write_keys, read_keys): (Vec<&str>, Vec<&str>) = match &sealed {
+        Some(k) => (
+            vec![k.recipients.as_str(), k.private.as_str()],
+            vec![k.identity.as_str(), k.public.as_str()],
+        ),
+        None => (vec![], vec![]),
+    };
     let etcd = Etcd::start(EtcdVersion::V35).await;
     let mut c = etcd.client().await.unwrap();
     // 22 incompressible 1 MiB values: the full snapshot is a multipart upload.
@@ -182,6 +240,7 @@ async fn round_trip(provider: &'static str) {
         "--garbage-collection-policy=LimitBased",
         "--max-backups=1",
     ])
+    .args(&write_keys)
     .args([
         "--snapstore-temp-directory",
         home.path().join("tmp").to_str().unwrap(),
@@ -244,7 +303,22 @@ async fn round_trip(provider: &'static str) {
     );
 
     let expected = c.hash_kv(target_rev).await.unwrap().hash();
-    let restore = run(&t, home.path(), &["restore"]);
+    if sealed.is_some() {
+        // Every object is encrypted, and the set has its manifest in the bucket.
+        let listed = store.list().await.unwrap();
+        assert!(
+            !listed.is_empty() && listed.iter().all(|s| s.encrypted),
+            "{provider}: {listed:?}"
+        );
+        let keys = store.objects().list("shoot/etcd").await.unwrap();
+        assert!(
+            keys.iter()
+                .any(|o| o.key.starts_with("shoot/etcd/manifests/Full-")),
+            "{provider}: {keys:?}"
+        );
+    }
+    let mut restore = run(&t, home.path(), &["restore"]);
+    restore.args(&read_keys);
     restore_and_check(restore, home.path(), target_rev, expected, provider).await;
 
     // `copy` to another provider (Local) and restore from the copy.
@@ -262,6 +336,10 @@ async fn round_trip(provider: &'static str) {
             "--store-container=copied",
             "--store-prefix=shoot/etcd",
         ]);
+    if let Some(k) = &sealed {
+        // Copied as stored (still encrypted), the copies signed at the destination.
+        copy.args([&k.identity, &k.private]);
+    }
     let out = copy.output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{provider} copy: {log}");
@@ -276,6 +354,7 @@ async fn round_trip(provider: &'static str) {
         "--store-container=copied",
         "--store-prefix=shoot/etcd",
     ]);
+    restore.args(&read_keys);
     restore_and_check(restore, home.path(), target_rev, expected, provider).await;
     drop(t.server);
 }
@@ -340,4 +419,14 @@ async fn swift_snapshot_and_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oss_snapshot_and_restore() {
     round_trip("OSS").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_encrypted_and_signed_snapshot_and_restore() {
+    round_trip_with("S3", Some(sealing())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_encrypted_and_signed_snapshot_and_restore() {
+    round_trip_with("ABS", Some(sealing())).await;
 }
