@@ -122,14 +122,20 @@ pub(crate) async fn restore_bench(
         .into_iter()
         .next()
         .context("no full snapshot")?;
-    let suffix = match full.extension().and_then(|e| e.to_str()) {
-        Some(e @ ("gz" | "zlib" | "Z" | "zst")) => format!(".{e}"),
-        _ => String::new(),
+    let name = full.file_name().unwrap_or_default().to_string_lossy();
+    let parsed = snapstore::Snapshot::parse(&format!("v2/{name}"))?;
+    let stored = std::io::BufReader::new(std::fs::File::open(&full)?);
+    // Encrypted runs (ETCDBR_ENCRYPTION_* set for etcdbrctl): the identity opens the object.
+    let plain: Box<dyn std::io::Read + Send> = if parsed.encrypted {
+        let identity = std::env::var_os("ETCDBR_ENCRYPTION_IDENTITY_FILE")
+            .context("an encrypted store needs ETCDBR_ENCRYPTION_IDENTITY_FILE")?;
+        let keyring = snapstore::Keyring::from_files(None, Some(Path::new(&identity)))?;
+        keyring.open(&name, stored)?
+    } else {
+        Box::new(stored)
     };
-    etcdbr::compress::Compression::from_suffix(&suffix)?.decompress(
-        std::io::BufReader::new(std::fs::File::open(&full)?),
-        std::fs::File::create(&saved)?,
-    )?;
+    etcdbr::compress::Compression::from_suffix(&parsed.compression_suffix)?
+        .decompress(plain, std::fs::File::create(&saved)?)?;
     let db_size = std::fs::metadata(&saved)?.len();
     let etcdutl = EtcdVersion::V35.binary("etcdutl");
     let mut rows = Vec::new();

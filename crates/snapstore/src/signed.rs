@@ -368,7 +368,8 @@ impl SnapStore {
         Ok(())
     }
 
-    /// Deletes the manifest of a deleted full snapshot's set (GC); a failure is only logged.
+    /// Deletes the manifest of a full snapshot's set before GC deletes the snapshot (a manifest
+    /// left without its set would make restores refuse the older sets); a failure is logged.
     pub(crate) async fn delete_manifest(&self, full: &Snapshot) {
         let key = key_of(self.list_prefix(), full);
         if let Err(e) = self.objects().delete(&key).await
@@ -425,6 +426,26 @@ impl SnapStore {
         let listing = self.objects().list(self.list_prefix()).await?;
         let sizes: HashMap<&str, u64> = listing.iter().map(|o| (o.key.as_str(), o.size)).collect();
         let full = plan.full();
+        // A newer set's manifest without its full snapshot: that set was removed, and restoring
+        // this one would roll the cluster back.
+        for o in &listing {
+            let Some(set) = manifest_set(self, o) else {
+                continue;
+            };
+            let gone = !listing.iter().any(|l| {
+                Snapshot::parse(&l.key).is_ok_and(|s| s.kind == Kind::Full && s.plain_name() == set)
+            });
+            let newer = Snapshot::parse(&join_key(&[LAYOUT_V2, &set])).is_ok_and(|s| {
+                (s.created_on, s.last_revision) > (full.created_on, full.last_revision)
+            });
+            if gone && newer {
+                return Err(Tamper::Missing {
+                    object: set.clone(),
+                    set,
+                }
+                .into());
+            }
+        }
         let Some((manifest, _)) = self.read_manifest(&keys, full).await? else {
             return Err(Tamper::NotSigned {
                 set: full.snap_name.clone(),

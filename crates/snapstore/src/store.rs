@@ -414,10 +414,9 @@ impl SnapStore {
     /// # Errors
     /// The delete fails.
     pub async fn delete(&self, snapshot: &Snapshot) -> Result<()> {
-        self.objects().delete(&snapshot.key()).await?;
         if snapshot.kind == crate::Kind::Full && self.inner.signed.keys().is_some() {
             self.delete_manifest(snapshot).await;
         }
-        Ok(())
+        self.objects().delete(&snapshot.key()).await
     }
 }

@@ -217,6 +217,11 @@ fn resolve(args: &ServerArgs) -> anyhow::Result<ServerOptions> {
         anyhow::bail!("--etcd-connection-timeout-leader-election must be more than 1s");
     }
     let store = args.store.to_config()?;
+    if store.keys.recipients.is_some() && store.keys.identities.is_none() {
+        tracing::warn!(
+            "--encryption-recipients-file without --encryption-identity-file: the backups are encrypted, but this server cannot restore from them at start-up"
+        );
+    }
     let snapshotter = args.snapshotter.snapshotter_options(
         args.compression.compression()?,
         &args.backoff,

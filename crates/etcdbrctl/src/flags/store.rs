@@ -43,15 +43,15 @@ macro_rules! store_flags {
             pub snapstore_temp_directory: PathBuf,
 
             /// Flag value (its help text is in the `help` attribute).
-            #[arg(help = concat!("age recipients, X25519 public keys (age1…) one a line as age-keygen prints them, that every object written to ", $what, " is encrypted for; objects get the suffix .age. Name several to let a second key (an offline recovery key) decrypt. Unset: objects are written unencrypted"), id = concat!($prefix, "encryption-recipients-file"), long = concat!($prefix, "encryption-recipients-file"), value_name = "FILE")]
+            #[arg(help = concat!("age recipients, X25519 public keys (age1…) one a line as age-keygen prints them, that every object written to ", $what, " is encrypted for; objects get the suffix .age. Name several to let a second key (an offline recovery key) decrypt. Unset: objects are written unencrypted"), id = concat!($prefix, "encryption-recipients-file"), long = concat!($prefix, "encryption-recipients-file"), env = concat!("ETCDBR_", $env, "ENCRYPTION_RECIPIENTS_FILE"), value_name = "FILE")]
             pub encryption_recipients_file: Option<PathBuf>,
 
             /// Flag value (its help text is in the `help` attribute).
-            #[arg(help = concat!("age identities, X25519 secret keys as age-keygen writes them, that the encrypted (.age) objects of ", $what, " are read with; list old keys too after a rotation. Keep it mode 600"), id = concat!($prefix, "encryption-identity-file"), long = concat!($prefix, "encryption-identity-file"), value_name = "FILE")]
+            #[arg(help = concat!("age identities, X25519 secret keys as age-keygen writes them, that the encrypted (.age) objects of ", $what, " are read with; list old keys too after a rotation. Keep it mode 600"), id = concat!($prefix, "encryption-identity-file"), long = concat!($prefix, "encryption-identity-file"), env = concat!("ETCDBR_", $env, "ENCRYPTION_IDENTITY_FILE"), value_name = "FILE")]
             pub encryption_identity_file: Option<PathBuf>,
 
             /// Flag value (its help text is in the `help` attribute).
-            #[arg(help = concat!("Ed25519 key (PEM) of the signed manifests of ", $what, ": a private key (openssl genpkey -algorithm ed25519) signs each backup set's manifest as objects are stored; a public key (openssl pkey -pubout) only checks them. With it, restore and verify refuse a set that was changed, cut short or added to by someone without the key"), id = concat!($prefix, "signing-key-file"), long = concat!($prefix, "signing-key-file"), value_name = "FILE")]
+            #[arg(help = concat!("Ed25519 key (PEM) of the signed manifests of ", $what, ": a private key (openssl genpkey -algorithm ed25519) signs each backup set's manifest as objects are stored; a public key (openssl pkey -pubout) only checks them. With it, restore and verify refuse a set that was changed, cut short or added to by someone without the key"), id = concat!($prefix, "signing-key-file"), long = concat!($prefix, "signing-key-file"), env = concat!("ETCDBR_", $env, "SIGNING_KEY_FILE"), value_name = "FILE")]
             pub signing_key_file: Option<PathBuf>,
         }
 

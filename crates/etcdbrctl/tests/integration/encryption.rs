@@ -180,6 +180,12 @@ async fn encrypted_chain(version: EtcdVersion, compression: &str) {
         "{msg}"
     );
     let stranger = keygen(keys.path(), "stranger");
+    // A secret key file others can read is warned about.
+    std::fs::set_permissions(
+        &stranger.identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let out = restore(
         home.path(),
         &home.path().join("wrongkey"),
@@ -193,6 +199,7 @@ async fn encrypted_chain(version: EtcdVersion, compression: &str) {
         "{msg}"
     );
     assert!(!msg.contains("AGE-SECRET-KEY"), "{msg}");
+    assert!(msg.contains("chmod 600"), "{msg}");
     assert!(!home.path().join("wrongkey").exists());
 
     // Either key restores; etcd boots with the source's hashkv.
@@ -395,6 +402,7 @@ enum Attack {
     Rename,
     Foreign,
     Truncate,
+    TruncateFull,
 }
 
 fn attack(dir: &Path, how: Attack) -> String {
@@ -442,6 +450,15 @@ fn attack(dir: &Path, how: Attack) -> String {
             let data = std::fs::read(dir.join(&mid)).unwrap();
             std::fs::write(dir.join(&mid), &data[..data.len() - 7]).unwrap();
             mid
+        }
+        Attack::TruncateFull => {
+            let full = names(dir)
+                .into_iter()
+                .find(|n| n.starts_with("Full-"))
+                .unwrap();
+            let data = std::fs::read(dir.join(&full)).unwrap();
+            std::fs::write(dir.join(&full), &data[..data.len() / 2]).unwrap();
+            full
         }
     }
 }
@@ -510,6 +527,7 @@ async fn verify_and_restore_catch_every_change_to_a_signed_chain() {
         Attack::Rename,
         Attack::Foreign,
         Attack::Truncate,
+        Attack::TruncateFull,
     ] {
         let object = attack(&v2(home.path()), how);
         let out = verify(home.path(), &[&id, &check]);
@@ -538,6 +556,48 @@ async fn verify_and_restore_catch_every_change_to_a_signed_chain() {
     assert!(text(&out).contains("no signed manifest"), "{}", text(&out));
     std::fs::rename(home.path().join("away"), &manifests).unwrap();
     assert_restores_with(home.path(), &mut c, rev, &[&id, &check]).await;
+
+    // A second set; then the newest set removed, its manifest left: restore would roll the
+    // cluster back to the first set, and refuses, naming the set.
+    let child = start_snapshot_with(
+        &etcd,
+        home.path(),
+        &[
+            &flag("encryption-recipients-file", &rcpt),
+            &flag("signing-key-file", &private),
+        ],
+    )
+    .await;
+    workload(&mut c, 5, lease).await;
+    wait_for_backup(home.path(), etcd.revision().await).await;
+    stop_snapshot(child);
+    let mut fulls: Vec<String> = names(&v2(home.path()))
+        .into_iter()
+        .filter(|n| n.starts_with("Full-"))
+        .collect();
+    fulls.sort_by_key(|n| n.split('-').nth(2).unwrap().parse::<i64>().unwrap());
+    assert_eq!(fulls.len(), 2, "{fulls:?}");
+    let newest = fulls[1].clone();
+    let newest_rev: i64 = newest.split('-').nth(2).unwrap().parse().unwrap();
+    for n in names(&v2(home.path())) {
+        let last: i64 = n.split('-').nth(2).unwrap().parse().unwrap();
+        if last >= newest_rev {
+            std::fs::remove_file(v2(home.path()).join(n)).unwrap();
+        }
+    }
+    let set = newest.trim_end_matches(".age");
+    let peer = format!("http://127.0.0.1:{}", testkit::free_port());
+    let out = restore(
+        home.path(),
+        &home.path().join("rollback"),
+        &peer,
+        &[&id, &check],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(set), "{}", text(&out));
+    let out = verify(home.path(), &[&id, &check]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(set), "{}", text(&out));
 
     // Without a signing key, age alone still catches a cut-off object.
     attack(&v2(home.path()), Attack::Truncate);
