@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
-all=(snapshot_name delta_json bbolt_db wal snap_file credentials config_file http_query)
+all=(snapshot_name delta_json bbolt_db wal snap_file credentials config_file http_query sealed)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 sanitizer="${FUZZ_SANITIZER:-none}"
 
@@ -87,6 +87,8 @@ restorationConfig:
   restoreDataDir: "default.etcd"
   restoreToRevision: 12
 YAML
+printf '\000{"manifest":{"version":1,"set":"Full-00000000-00000010-1.gz","previous":null,"objects":[{"name":"Full-00000000-00000010-1.gz.age","size":5,"sha256":"00"}]},"key":"AA==","signature":"AA=="}' >"$seeds/sealed/manifest"
+printf '\001age-encryption.org/v1\n-> X25519 kQp840WItdq5v5sIFXXn2JHMpSdstlZgX5cD+rJqHl4\nS0ViL11pJOt/mxlN9PulA+pcPJdomlET4VQx+kTYcGU\n-> etcdbr-recipients age170d7qn6gw7pws20pe3947gt48f8axa30pw34g63lt4x2r4004ejswvf9ej\n\n--- AAAA\n' >"$seeds/sealed/age"
 printf 'final=true' >"$seeds/http_query/final"
 printf 'mode=sanity&x=%%41+b' >"$seeds/http_query/mode"
 
