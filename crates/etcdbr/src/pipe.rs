@@ -21,15 +21,15 @@ pub const PIPE_CHUNK: usize = 256 * 1024;
 pub const PIPE_CAPACITY: usize = 8;
 
 /// Compresses `source` on a blocking thread, then encrypts it when `seal` has recipients (the
-/// store's keyring: [`SnapStore::keyring`](snapstore::SnapStore::keyring)), and returns the
+/// store's keyring, [`SnapStore::keyring`](snapstore::SnapStore::keyring)), and returns the
 /// stream as a [`Body`]. A compression, encryption or read error surfaces as an error of the
 /// body's reads, so the upload fails and no object is stored.
 pub fn compressed_body<R: Read + Send + 'static>(
     source: R,
     compression: Compression,
-    seal: Option<&Keyring>,
+    seal: &Keyring,
 ) -> Body {
-    let seal = seal.filter(|k| k.encrypts()).cloned();
+    let seal = seal.encrypts().then(|| seal.clone());
     produced_body(move |w| match seal {
         None => compression.compress(source, w).map(drop),
         Some(keyring) => {
@@ -149,7 +149,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streams_compressed_bytes() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut body = compressed_body(io::Cursor::new(data.clone()), Compression::Gzip, None);
+        let mut body = compressed_body(
+            io::Cursor::new(data.clone()),
+            Compression::Gzip,
+            &Keyring::default(),
+        );
         let mut z = Vec::new();
         body.read_to_end(&mut z).await.unwrap();
         let mut back = Vec::new();
@@ -170,7 +174,7 @@ mod tests {
                 Ok(1)
             }
         }
-        let mut body = compressed_body(Failing(10), Compression::None, None);
+        let mut body = compressed_body(Failing(10), Compression::None, &Keyring::default());
         let mut out = Vec::new();
         let e = body.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(e.to_string(), "disk error");

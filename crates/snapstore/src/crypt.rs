@@ -247,17 +247,6 @@ impl Keyring {
             .collect()
     }
 
-    /// The same keyring, encrypting for no one (readers of a source store use it: they never
-    /// write).
-    #[must_use]
-    pub fn readers_only(&self) -> Keyring {
-        Keyring {
-            recipients: Vec::new(),
-            recipients_file: None,
-            ..self.clone()
-        }
-    }
-
     /// A writer that encrypts for the recipients into `output`; call
     /// [`Sealed::finish`] at the end, or the object is truncated (and fails to decrypt).
     ///

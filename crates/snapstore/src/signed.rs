@@ -167,9 +167,9 @@ impl AsyncRead for Checked {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            let new = buf.filled()[before..].to_vec();
+            let new = &buf.filled()[before..];
             let this = &mut *self;
-            this.hasher.update(&new);
+            this.hasher.update(new);
             this.read += new.len() as u64;
             if this.read > this.entry.size {
                 let e = this.changed("size", this.entry.size.to_string(), "larger".into());

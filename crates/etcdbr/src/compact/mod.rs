@@ -169,7 +169,7 @@ async fn compact_and_upload(
     let body = compressed_body(
         WithSha256Trailer::new(std::io::BufReader::with_capacity(1 << 20, db)),
         compression,
-        Some(store.keyring()),
+        store.keyring(),
     );
     let saved = store.save(&snapshot, body, Some(db_size + 32)).await;
     let passed = tokio::task::spawn_blocking(move || pass.join())

@@ -219,7 +219,7 @@ async fn save(store: SnapStore, delta: PendingDelta, compression: Compression) -
             compressed_body(
                 std::io::Cursor::new(delta.object),
                 compression,
-                Some(store.keyring()),
+                store.keyring(),
             ),
             Some(size as u64),
         )

@@ -168,7 +168,7 @@ async fn full_snapshot(
     let body = compressed_body(
         io::BufReader::with_capacity(1 << 20, source),
         opts.compression,
-        Some(store.keyring()),
+        store.keyring(),
     );
     let stored = store.save(&snapshot, body, Some(received.size)).await?;
     tracing::info!(
