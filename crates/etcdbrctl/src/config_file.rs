@@ -378,6 +378,27 @@ leaderElectionConfig:
     }
 
     #[test]
+    fn maps_etcdbrs_encryption_keys_to_flags() {
+        let f = flags_from_yaml(
+            "snapstoreConfig:\n  encryptionRecipientsFile: /keys/r.txt\n  encryptionIdentityFile: /keys/id.txt\n  signingKeyFile: /keys/s.pem\nsecondarySnapstoreConfig:\n  StoreConfig:\n    encryptionRecipientsFile: /keys/r2.txt\n    encryptionIdentityFile: /keys/id2.txt\n    signingKeyFile: /keys/s2.pem\n",
+        )
+        .unwrap();
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("encryption-recipients-file"), Some("/keys/r.txt"));
+        assert_eq!(get("encryption-identity-file"), Some("/keys/id.txt"));
+        assert_eq!(get("signing-key-file"), Some("/keys/s.pem"));
+        assert_eq!(
+            get("secondary-encryption-recipients-file"),
+            Some("/keys/r2.txt")
+        );
+        assert_eq!(
+            get("secondary-encryption-identity-file"),
+            Some("/keys/id2.txt")
+        );
+        assert_eq!(get("secondary-signing-key-file"), Some("/keys/s2.pem"));
+    }
+
+    #[test]
     fn maps_the_originals_keys_to_flags() {
         let f = flags_from_yaml(EXAMPLE).unwrap();
         let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
