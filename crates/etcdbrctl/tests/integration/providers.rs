@@ -356,6 +356,35 @@ async fn round_trip_with(provider: &'static str, sealed: Option<Sealing>) {
     ]);
     restore.args(&read_keys);
     restore_and_check(restore, home.path(), target_rev, expected, provider).await;
+
+    if let Some(k) = &sealed {
+        // The keys rotated in place: `copy --reencrypt` from the bucket into itself rewrites
+        // every object for a new recipient while reading it; the new key alone then restores.
+        let fresh = sealing();
+        let mut rekey = run(&t, home.path(), &["copy", "--reencrypt"]);
+        for (name, v) in &t.env {
+            rekey.env(format!("SOURCE_{name}"), v);
+        }
+        rekey
+            .args(t.flags.iter().map(|f| f.replacen("--", "--source-", 1)))
+            .args([&fresh.recipients, &k.identity, &k.private]);
+        let out = rekey.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{provider} rekey: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut restore = run(&t, home.path(), &["restore"]);
+        restore.args([&fresh.identity, &k.public]);
+        restore_and_check(restore, home.path(), target_rev, expected, provider).await;
+        let mut old_key = run(&t, home.path(), &["restore"]);
+        old_key.args(["--data-dir", home.path().join("old-key").to_str().unwrap()]);
+        old_key.args(&read_keys);
+        assert!(
+            !old_key.output().unwrap().status.success(),
+            "{provider}: the old key still reads"
+        );
+    }
     drop(t.server);
 }
 
