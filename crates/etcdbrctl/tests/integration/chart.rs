@@ -223,3 +223,43 @@ fn every_provider_three_members_tls_and_no_leases_render_too() {
     assert_accepted(&args);
     assert!(!args.iter().any(|a| a.contains("lease")), "{args:?}");
 }
+
+#[test]
+fn encryption_keys_mount_from_a_secret_and_their_flags_are_accepted() {
+    let docs = render(&values(|v| {
+        v["backup"]["encryption"]["secretName"] = json!("etcd-backup-keys");
+        v["backup"]["encryption"]["sign"] = json!(true);
+    }));
+    let (sts, _, _, _) = check_all(&docs);
+    let args = sidecar_args(&sts);
+    assert_accepted(&args);
+    for flag in [
+        "--encryption-recipients-file=/var/etcdbr/keys/recipients.txt",
+        "--encryption-identity-file=/var/etcdbr/keys/identity.txt",
+        "--signing-key-file=/var/etcdbr/keys/signing.pem",
+    ] {
+        assert!(args.iter().any(|a| a == flag), "{flag}: {args:?}");
+    }
+    let spec = sts.spec.unwrap().template.spec.unwrap();
+    let volume = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "encryption-keys")
+        .unwrap();
+    let secret = volume.secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("etcd-backup-keys"));
+    assert_eq!(secret.default_mode, Some(0o400));
+    let mounted = spec.containers.iter().any(|c| {
+        c.name == "backup-restore"
+            && c.volume_mounts.iter().flatten().any(|m| {
+                m.name == "encryption-keys"
+                    && m.mount_path == "/var/etcdbr/keys"
+                    && m.read_only == Some(true)
+            })
+    });
+    assert!(mounted);
+    // Off by default: no key flags.
+    let (sts, _, _, _) = check_all(&render(&values(|_| {})));
+    assert!(!sidecar_args(&sts).iter().any(|a| a.contains("encryption")));
+}
