@@ -188,7 +188,7 @@ pub async fn copy_backups(
         return Ok(CopyReport::default());
     }
     let present: HashSet<String> = dest
-        .list()
+        .list_all()
         .await?
         .into_iter()
         .filter(|s| !s.is_chunk && !opts.reencrypt)

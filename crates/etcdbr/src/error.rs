@@ -20,6 +20,16 @@ pub enum Error {
         /// What it must be.
         requirement: &'static str,
     },
+    /// Garbage collection is on but the store would refuse every delete it sends.
+    #[error(
+        "garbage collection is enabled but could never delete anything in the {provider} store: {reason}; release the hold, or disable garbage collection with --garbage-collection-period=0"
+    )]
+    GcNeverDeletes {
+        /// The store's provider.
+        provider: String,
+        /// What holds every object.
+        reason: String,
+    },
     /// A cron schedule never fires again.
     #[error("the full snapshot schedule {spec:?} never fires again")]
     NeverFires {

@@ -102,11 +102,16 @@ impl BackupService {
     /// the other parts stop.
     ///
     /// # Errors
-    /// Only a configuration error of the snapshotter (a schedule that never fires); failures of
+    /// Only a configuration error: of the snapshotter (a schedule that never fires), or a
+    /// GC that could never delete anything ([`crate::gc::check_can_delete`]); failures of
     /// etcd and the stores are retried.
     pub async fn run(&self, stop: CancellationToken) -> Result<()> {
         let parts = stop.child_token();
         let o = &self.opts;
+        crate::gc::check_can_delete(&self.store, o.gc_period).await?;
+        if let Some(secondary) = &o.secondary {
+            crate::gc::check_can_delete(&secondary.store, o.gc_period).await?;
+        }
         let mut tasks = vec![
             tokio::spawn(crate::gc::run_periodically(
                 self.store.clone(),

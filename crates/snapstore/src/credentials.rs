@@ -287,6 +287,17 @@ impl Credentials {
         cred_err(self.provider, &self.origin, problem)
     }
 
+    /// The file a field was read from, in the directory form (one file per field); `None` for
+    /// the JSON form and the environment. The original passes some files by path rather than
+    /// by content (S3's web identity `token`, re-read on every exchange).
+    #[must_use]
+    pub fn file(&self, field: &str) -> Option<&Path> {
+        self.files
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == field))
+            .map(PathBuf::as_path)
+    }
+
     /// The newest modification time of the files read (None for env-only credentials).
     #[must_use]
     pub fn modified(&self) -> Option<SystemTime> {

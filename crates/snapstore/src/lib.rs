@@ -41,4 +41,4 @@ pub use name::{
 };
 pub use select::{Plan, Reach, SelectError, Selection, Stop, Target};
 pub use signed::Audit;
-pub use store::{Body, ObjectMeta, ObjectStore, SnapStore};
+pub use store::{Body, EXCLUDE_KEY, ObjectMeta, ObjectStore, SnapStore};

@@ -76,6 +76,11 @@ pub struct Snapshot {
     pub prefix: String,
     /// When the object may be deleted, where the provider reports object immutability.
     pub immutability_expiry: Option<DateTime<Utc>>,
+    /// The object version read and deleted (S3 versioned buckets: `VersionId`).
+    pub version_id: Option<String>,
+    /// Why the operator excluded it from restores (the `x-etcd-snapshot-exclude=true` tag or
+    /// metadata, and where it was found); `None` when it is not excluded.
+    pub excluded: Option<String>,
 }
 
 /// Why a key is not a snapshot name.
@@ -142,6 +147,8 @@ impl Snapshot {
             snap_name: String::new(),
             prefix: prefix.to_owned(),
             immutability_expiry: None,
+            version_id: None,
+            excluded: None,
         };
         s.snap_name = s.generate_name();
         s
@@ -301,6 +308,8 @@ impl Snapshot {
             snap_name,
             prefix: prefix.trim_end_matches('/').to_owned(),
             immutability_expiry: None,
+            version_id: None,
+            excluded: None,
         })
     }
 }

@@ -224,7 +224,7 @@ impl SnapStore {
             return Ok(());
         }
         let keys = self.signed().keys().filter(|k| k.can_sign()).cloned();
-        if let (Some(keys), Ok(set)) = (keys, list::latest_set(&self.list().await?))
+        if let (Some(keys), Ok(set)) = (keys, list::latest_set(&self.list_all().await?))
             && let Some(full) = set.full
         {
             match self.read_manifest(&keys, &full).await {

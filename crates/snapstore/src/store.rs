@@ -20,13 +20,35 @@ use crate::provider;
 pub type Body = Box<dyn AsyncRead + Send + Unpin>;
 
 /// An object as a listing reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectMeta {
     /// Key relative to the store's root (bucket, container or directory).
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// The version to read and delete, where the store keeps versions (S3 versioned buckets).
+    pub version: Option<String>,
+    /// Why the operator excluded it (`x-etcd-snapshot-exclude=true` as a tag or metadata).
+    pub excluded: Option<String>,
+    /// Until when the store refuses to delete it (object lock, immutability, retention).
+    pub retain_until: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+impl ObjectMeta {
+    /// An object with no version, exclusion or immutability.
+    #[must_use]
+    pub fn new(key: impl Into<String>, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            size,
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// The metadata key, as a tag or custom metadata, by which operators exclude a snapshot from
+/// restores (the original's `ExcludeSnapshotMetadataKey`).
+pub const EXCLUDE_KEY: &str = "x-etcd-snapshot-exclude";
 
 /// The operations a storage provider offers. Keys are `/`-separated and relative to the
 /// provider's root (bucket, container or directory).
@@ -43,6 +65,33 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn stat(&self, key: &str) -> Result<ObjectMeta>;
     /// Deletes an object.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Opens one version of an object (as a listing reported it); stores without versions
+    /// never report one, so the default reads the object.
+    async fn get_version(&self, key: &str, version: &str) -> Result<Body> {
+        let _ = version;
+        self.get(key).await
+    }
+    /// Deletes one version of an object for good (not a delete marker).
+    async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
+        let _ = version;
+        self.delete(key).await
+    }
+    /// Until when the store refuses to delete the object, when that is known only by asking
+    /// per object (S3 Object Lock retention set on the object); `None`: not held, or already
+    /// reported by the listing.
+    async fn retained_until(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let _ = (key, version);
+        Ok(None)
+    }
+    /// A reason garbage collection can never delete anything in this store (a hold without
+    /// expiry on every object), checked at start-up.
+    async fn never_deletable(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// How often the credential files are checked for rotation.
@@ -291,19 +340,53 @@ impl SnapStore {
     /// # Errors
     /// Listing fails.
     pub async fn list(&self) -> Result<Vec<Snapshot>> {
+        let mut all = self.list_all().await?;
+        all.retain(|s| match &s.excluded {
+            None => true,
+            Some(why) => {
+                tracing::info!("Ignoring snapshot {}: {why}", s.snap_name);
+                false
+            }
+        });
+        Ok(all)
+    }
+
+    /// [`SnapStore::list`] including the snapshots operators excluded from restores (their
+    /// `excluded` says why): what garbage collection and `etcdbrctl list` see.
+    ///
+    /// # Errors
+    /// Listing fails.
+    pub async fn list_all(&self) -> Result<Vec<Snapshot>> {
+        let mut out: Vec<Snapshot> = self
+            .list_objects()
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        list::sort(&mut out);
+        Ok(out)
+    }
+
+    /// Every snapshot object with its size, attributes copied from the listing; keys that
+    /// do not parse are logged and skipped.
+    async fn list_objects(&self) -> Result<Vec<(Snapshot, u64)>> {
         let mut out = Vec::new();
         for obj in self.objects().list(&self.inner.list_prefix).await? {
             if !(obj.key.contains("v1") || obj.key.contains("v2")) {
                 continue;
             }
             match Snapshot::parse(&obj.key) {
-                Ok(s) => out.push(s),
+                Ok(mut s) => {
+                    s.version_id = obj.version;
+                    s.excluded = obj.excluded;
+                    s.immutability_expiry = obj.retain_until;
+                    out.push((s, obj.size));
+                }
                 Err(e) => {
                     tracing::warn!(key = %obj.key, "Invalid snapshot found, ignoring it: {e}")
                 }
             }
         }
-        list::sort(&mut out);
         Ok(out)
     }
 
@@ -349,20 +432,13 @@ impl SnapStore {
         Ok(plan)
     }
 
-    /// Every snapshot and chunk object with its size in bytes, sorted as [`SnapStore::list`].
+    /// Every snapshot and chunk object with its size in bytes, sorted as [`SnapStore::list`],
+    /// including excluded ones (as [`SnapStore::list_all`]).
     ///
     /// # Errors
     /// Listing fails.
     pub async fn list_sized(&self) -> Result<Vec<(Snapshot, u64)>> {
-        let mut out = Vec::new();
-        for obj in self.objects().list(&self.inner.list_prefix).await? {
-            if !(obj.key.contains("v1") || obj.key.contains("v2")) {
-                continue;
-            }
-            if let Ok(s) = Snapshot::parse(&obj.key) {
-                out.push((s, obj.size));
-            }
-        }
+        let mut out = self.list_objects().await?;
         out.sort_by(|a, b| list::compare(&a.0, &b.0));
         Ok(out)
     }
@@ -372,7 +448,12 @@ impl SnapStore {
     /// # Errors
     /// The object is missing or cannot be read.
     pub async fn fetch(&self, snapshot: &Snapshot) -> Result<Body> {
-        let body = self.objects().get(&snapshot.key()).await?;
+        let objects = self.objects();
+        let key = snapshot.key();
+        let body = match &snapshot.version_id {
+            Some(v) => objects.get_version(&key, v).await?,
+            None => objects.get(&key).await?,
+        };
         Ok(self.inner.signed.checked(snapshot, body))
     }
 
@@ -417,6 +498,36 @@ impl SnapStore {
         if snapshot.kind == crate::Kind::Full && self.inner.signed.keys().is_some() {
             self.delete_manifest(snapshot).await;
         }
-        self.objects().delete(&snapshot.key()).await
+        let objects = self.objects();
+        match &snapshot.version_id {
+            Some(v) => objects.delete_version(&snapshot.key(), v).await,
+            None => objects.delete(&snapshot.key()).await,
+        }
+    }
+
+    /// Until when the store refuses to delete `snapshot`: what the listing said, else what the
+    /// store answers for the object (S3 Object Lock retention set per object).
+    ///
+    /// # Errors
+    /// The store cannot be asked.
+    pub async fn retained_until(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        if snapshot.immutability_expiry.is_some() {
+            return Ok(snapshot.immutability_expiry);
+        }
+        self.objects()
+            .retained_until(&snapshot.key(), snapshot.version_id.as_deref())
+            .await
+    }
+
+    /// Why garbage collection could never delete anything here (see
+    /// [`ObjectStore::never_deletable`]).
+    ///
+    /// # Errors
+    /// The store cannot be asked.
+    pub async fn never_deletable(&self) -> Result<Option<String>> {
+        self.objects().never_deletable().await
     }
 }

@@ -391,3 +391,21 @@ pub fn swift() -> StoreServer {
         tmp,
     }
 }
+
+/// Runs `script` with the Python of the stores' venv, which has the providers' own SDKs
+/// (boto3, azure-storage-blob): an independent client to set up what etcdbr only reads
+/// (versioning, object lock, tags). Returns its standard output; panics with its errors.
+#[must_use]
+pub fn python(script: &str) -> String {
+    let out = Command::new(tool("venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

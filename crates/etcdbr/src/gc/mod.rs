@@ -163,18 +163,23 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
     // Whatever the policy says, the set a restore would use now is never deleted: after etcd
     // was rolled back, the original's revision order can put the current base in an "older"
     // stream.
-    let protected: std::collections::HashSet<String> = match snapstore::list::latest_set(&list) {
-        Ok(set) => set
-            .full
-            .iter()
-            .chain(&set.deltas)
-            .map(Snapshot::key)
-            .collect(),
-        Err(e) => {
-            tracing::warn!("GC: deleting nothing this cycle: {e}");
-            return out;
+    // The set restores use skips what operators excluded, so it is protected as well as the
+    // newest one: excluding the newest full snapshot makes the one before it the base.
+    let restorable: Vec<Snapshot> = list
+        .iter()
+        .filter(|s| s.excluded.is_none())
+        .cloned()
+        .collect();
+    let mut protected = std::collections::HashSet::new();
+    for l in [&list, &restorable] {
+        match snapstore::list::latest_set(l) {
+            Ok(set) => protected.extend(set.full.iter().chain(&set.deltas).map(Snapshot::key)),
+            Err(e) => {
+                tracing::warn!("GC: deleting nothing this cycle: {e}");
+                return out;
+            }
         }
-    };
+    }
     let full_index = full_snapshot_index_list(&list);
     let cutoff =
         now - chrono::Duration::from_std(opts.delta_retention).unwrap_or(chrono::Duration::MAX);
@@ -196,8 +201,13 @@ pub fn plan(sorted: &[Snapshot], now: DateTime<Utc>, opts: &GcOptions) -> GcPlan
         GcPolicy::LimitBased => limit_based::judge(&list, &full_index, opts.max_backups),
     };
     for (stream_start, stream_end, mut full) in decisions {
+        let held = out.immutable.len();
         let deltas = stream(stream_start, stream_end, &mut out);
-        if full.delete && full.snapshot.kind != Kind::Full {
+        if full.delete && out.immutable.len() > held {
+            // Its deltas stay until they may go; without their base they would be useless.
+            full.delete = false;
+            full.reason = "deltas of its set are immutable for now".into();
+        } else if full.delete && full.snapshot.kind != Kind::Full {
             // The original judges position 0 as a full snapshot even when it is an orphan delta
             // (and then deletes it twice); the delta rule above already covers it.
             full.delete = false;
@@ -238,6 +248,53 @@ pub struct GcReport {
     pub snapshots_deleted: usize,
     /// Deletions that failed.
     pub failures: usize,
+    /// Objects kept because the store holds them longer than the listing said.
+    pub kept: usize,
+}
+
+/// Whether the store holds `s` past `now` (retention the listing did not report): then it is
+/// kept, and said so, rather than sent a delete the store refuses. When the store cannot be
+/// asked, the object is kept too; the next cycle asks again.
+async fn held(store: &SnapStore, s: &Snapshot, now: DateTime<Utc>) -> bool {
+    match store.retained_until(s).await {
+        Ok(Some(until)) if until > now => {
+            tracing::info!(
+                "GC: Keeping {} until {}: the store holds it (immutability)",
+                s.key(),
+                until.to_rfc3339()
+            );
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(
+                "GC: Keeping {} this cycle: cannot read its retention: {}",
+                s.key(),
+                crate::error_chain(&e)
+            );
+            true
+        }
+    }
+}
+
+/// Refuses a GC that is enabled (`period` over a second) on a store that holds every object
+/// without expiry: each cycle would only be refused, and the operator would believe old backups
+/// are removed.
+///
+/// # Errors
+/// [`Error::GcNeverDeletes`] saying what holds the objects; the store's error when it cannot
+/// be asked.
+pub async fn check_can_delete(store: &SnapStore, period: Duration) -> crate::Result<()> {
+    if period <= Duration::from_secs(1) {
+        return Ok(());
+    }
+    match store.never_deletable().await? {
+        Some(reason) => Err(crate::Error::GcNeverDeletes {
+            provider: store.provider().to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Executes a plan: chunks, then each stream's deltas, then its full snapshot unless a delta
@@ -249,7 +306,12 @@ pub async fn execute(
     mut on_delete: impl FnMut(&Snapshot, bool),
 ) -> GcReport {
     let mut report = GcReport::default();
+    let now = Utc::now();
     for chunk in &plan.chunks {
+        if held(store, chunk, now).await {
+            report.kept += 1;
+            continue;
+        }
         tracing::info!("GC: Deleting chunk for old snapshot: {}", chunk.key());
         match store.delete(chunk).await {
             Ok(()) => {
@@ -269,7 +331,12 @@ pub async fn execute(
     );
     for stream in &plan.streams {
         let mut errors = 0;
+        let mut kept = 0;
         for d in &stream.deltas {
+            if held(store, d, now).await {
+                kept += 1;
+                continue;
+            }
             tracing::info!("GC: Deleting old delta snapshot: {}", d.key());
             match store.delete(d).await {
                 Ok(()) => {
@@ -287,10 +354,15 @@ pub async fn execute(
                 }
             }
         }
-        if errors > 0 || !stream.full.delete {
+        report.kept += kept;
+        if errors > 0 || kept > 0 || !stream.full.delete {
             continue;
         }
         let s = &stream.full.snapshot;
+        if held(store, s, now).await {
+            report.kept += 1;
+            continue;
+        }
         tracing::info!(
             "GC: Deleting old full snapshot: {} ({})",
             s.key(),
@@ -461,7 +533,7 @@ pub async fn run_periodically(
             }
         }
         tracing::info!("GC: Executing garbage collection...");
-        let list = match store.list().await {
+        let list = match store.list_all().await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("GC: Failed to list snapshots: {}", crate::error_chain(&e));
@@ -474,8 +546,10 @@ pub async fn run_periodically(
         let plan = plan(&list, Utc::now(), &cycle);
         for s in &plan.immutable {
             tracing::info!(
-                "GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet",
-                s.snap_name
+                "GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet (until {})",
+                s.snap_name,
+                s.immutability_expiry
+                    .map_or_else(|| "?".to_owned(), |t| t.to_rfc3339())
             );
         }
         execute(&store, &plan, |snapshot, ok| {

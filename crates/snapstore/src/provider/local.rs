@@ -110,10 +110,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            out.push(ObjectMeta {
-                key,
-                size: entry.metadata()?.len(),
-            });
+            out.push(ObjectMeta::new(key, entry.metadata()?.len()));
         }
     }
     Ok(())
@@ -205,10 +202,7 @@ impl ObjectStore for LocalStore {
         let m = tokio::fs::metadata(self.path(key)?)
             .await
             .map_err(io_err("stat", key))?;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size: m.len(),
-        })
+        Ok(ObjectMeta::new(key, m.len()))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -277,14 +271,8 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                ObjectMeta {
-                    key: "p/v2/Full-00000000-00000001-1".into(),
-                    size: 5
-                },
-                ObjectMeta {
-                    key: "p/v2/Full-00000000-00000002-2.gz/0000000001".into(),
-                    size: 1
-                },
+                ObjectMeta::new("p/v2/Full-00000000-00000001-1", 5),
+                ObjectMeta::new("p/v2/Full-00000000-00000002-2.gz/0000000001", 1),
             ]
         );
         let mut r = s.get("p/v2/Full-00000000-00000001-1").await.unwrap();

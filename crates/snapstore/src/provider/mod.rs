@@ -1,6 +1,7 @@
 //! The storage providers.
 
 pub mod azblob;
+mod direct;
 mod failed;
 pub mod gcs;
 mod local;
@@ -8,7 +9,9 @@ pub mod opendal;
 mod operator;
 pub mod oss;
 pub mod s3;
+mod s3_api;
 pub mod swift;
+pub mod web_identity;
 
 use std::sync::Arc;
 

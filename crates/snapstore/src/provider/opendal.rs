@@ -89,6 +89,42 @@ impl OpendalStore {
     pub fn operator(&self) -> &Operator {
         &self.op
     }
+
+    /// Streams an object, or one version of it.
+    async fn read(&self, key: &str, version: Option<&str>) -> Result<Body> {
+        let mut with = self.op.reader_with(key).chunk(4 << 20);
+        if let Some(v) = version {
+            with = with.version(v);
+        }
+        let reader = with.await.map_err(|e| map_err("get", key, e))?;
+        let stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| map_err("get", key, e))?
+            .map_err(std::io::Error::other);
+        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    /// Every version and delete marker below `prefix` (S3 versioned buckets).
+    pub(crate) async fn list_versions(&self, prefix: &str) -> Result<Vec<opendal::Entry>> {
+        let dir = if prefix.is_empty() || prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        match self
+            .op
+            .list_with(&dir)
+            .recursive(true)
+            .versions(true)
+            .deleted(true)
+            .await
+        {
+            Ok(e) => Ok(e.into_iter().filter(|e| !e.path().ends_with('/')).collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(map_err("list", prefix, e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -108,26 +144,29 @@ impl ObjectStore for OpendalStore {
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().mode() == EntryMode::FILE && !e.path().ends_with('/'))
-            .map(|e| ObjectMeta {
-                key: e.path().trim_start_matches('/').to_owned(),
-                size: e.metadata().content_length(),
+            .map(|e| {
+                ObjectMeta::new(
+                    e.path().trim_start_matches('/'),
+                    e.metadata().content_length(),
+                )
             })
             .collect())
     }
 
     async fn get(&self, key: &str) -> Result<Body> {
-        let reader = self
-            .op
-            .reader_with(key)
-            .chunk(4 << 20)
+        self.read(key, None).await
+    }
+
+    async fn get_version(&self, key: &str, version: &str) -> Result<Body> {
+        self.read(key, Some(version)).await
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
+        self.op
+            .delete_with(key)
+            .version(version)
             .await
-            .map_err(|e| map_err("get", key, e))?;
-        let stream = reader
-            .into_bytes_stream(..)
-            .await
-            .map_err(|e| map_err("get", key, e))?
-            .map_err(std::io::Error::other);
-        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+            .map_err(|e| map_err("delete", key, e))
     }
 
     async fn put(&self, key: &str, mut body: Body, size_hint: Option<u64>) -> Result<u64> {
@@ -209,10 +248,7 @@ impl ObjectStore for OpendalStore {
             .stat(key)
             .await
             .map_err(|e| map_err("stat", key, e))?;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size: m.content_length(),
-        })
+        Ok(ObjectMeta::new(key, m.content_length()))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -67,7 +67,7 @@ impl HttpTransport for Transport {
 }
 
 /// Whether `e` comes from a TLS handshake that failed (an untrusted or invalid certificate).
-fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.downcast_ref::<rustls::Error>().is_some() {
@@ -86,10 +86,6 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Adds the HTTP transport, retries and timeouts to an operator.
-///
-/// # Errors
-/// [`Error::Config`] when the TLS options cannot be used.
 /// An operator for `builder`'s service, finished as every provider's is ([`finish`]).
 ///
 /// # Errors
@@ -106,7 +102,12 @@ pub(crate) fn operator<B: opendal::Builder>(
     finish(op, http, provider)
 }
 
-pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result<Operator> {
+/// The HTTP client of a provider, with its TLS options; also used for the requests made
+/// besides OpenDAL's (STS, bucket settings, tags).
+///
+/// # Errors
+/// [`Error::Config`] when the TLS options cannot be used.
+pub(crate) fn http_client(http: &HttpOptions, provider: &str) -> Result<reqwest::Client> {
     let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(30));
     if http.insecure_skip_verify {
         tracing::warn!(
@@ -125,13 +126,24 @@ pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result
             client = client.add_root_certificate(c);
         }
     }
-    let client = client.build().map_err(|source| ConfigError::HttpClient {
+    Ok(client.build().map_err(|source| ConfigError::HttpClient {
         provider: provider.to_owned(),
         source,
-    })?;
+    })?)
+}
+
+/// Adds the HTTP transport (over [`http_client`]), retries and timeouts to an operator.
+///
+/// # Errors
+/// [`Error::Config`] when the TLS options cannot be used.
+pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result<Operator> {
+    Ok(finish_with(op, http_client(http, provider)?))
+}
+
+/// [`finish`] over an existing client.
+pub(crate) fn finish_with(op: Operator, client: reqwest::Client) -> Operator {
     let transport = HttpTransporter::new(Transport(ReqwestTransport::new(client)));
-    Ok(op
-        .with_context(OperationContext::new().with_http_transport(transport))
+    op.with_context(OperationContext::new().with_http_transport(transport))
         .layer(
             TimeoutLayer::new()
                 .with_timeout(REQUEST_TIMEOUT)
@@ -145,5 +157,5 @@ pub(crate) fn finish(op: Operator, http: &HttpOptions, provider: &str) -> Result
                 .with_max_delay(Duration::from_secs(16))
                 .with_jitter()
                 .with_notify(LogRetries),
-        ))
+        )
 }

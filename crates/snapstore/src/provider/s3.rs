@@ -6,6 +6,10 @@
 //!   `requestChecksumCalculation` / `responseChecksumValidation` (`when_supported` or
 //!   `when_required`). Without the variables, the standard AWS environment (`AWS_ACCESS_KEY_ID`,
 //!   `AWS_REGION`, …) is used.
+//! - **S3 web identity** (IRSA, Gardener's workload identity): `roleARN` instead of the keys,
+//!   with the token file `<dir>/token` (directory form) or `tokenPath` (JSON form); or the
+//!   standard `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`. STS is `AWS_ENDPOINT_URL_STS`
+//!   when set, else the region's (see [`super::web_identity`]).
 //! - **ECS** (Dell EMC): `ECS_ENDPOINT`, `ECS_ACCESS_KEY_ID`, `ECS_SECRET_ACCESS_KEY`, optional
 //!   `ECS_DISABLE_SSL`, `ECS_INSECURE_SKIP_VERIFY`; region `US-Standard`; path-style requests.
 //! - **OCS** (OpenShift): `OPENSHIFT_APPLICATION_CREDENTIALS[_JSON]` with `endpoint`, `region`,
@@ -13,13 +17,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use opendal::Operator;
 use opendal::services::S3;
+use reqsign_core::ProvideCredentialChain;
 
 use super::opendal::OpendalStore;
-use super::operator::{HttpOptions, operator, with_scheme};
+use super::operator::{HttpOptions, finish_with, http_client, with_scheme};
+use super::s3_api::{BucketApi, S3Store};
+use super::web_identity::{Exchange, WebIdentity, regional_sts_endpoint};
 use crate::config::{Provider, StoreConfig};
 use crate::credentials::{Credentials, Env};
 use crate::error::{Error, Result};
@@ -53,6 +61,8 @@ pub struct S3Config {
     pub request_checksums: bool,
     /// Where the credentials were read, for messages.
     pub origin: String,
+    /// Keys from STS for a web identity token, instead of static keys.
+    pub web_identity: Option<WebIdentity>,
 }
 
 impl fmt::Debug for S3Config {
@@ -68,8 +78,43 @@ impl fmt::Debug for S3Config {
                 &self.sse_customer.as_ref().map(|(alg, _)| alg),
             )
             .field("origin", &self.origin)
+            .field("web_identity", &self.web_identity)
             .finish_non_exhaustive()
     }
+}
+
+/// The web identity of `role_arn` with `token_file`, checked now so that a missing token is
+/// reported at start-up rather than at the first request.
+fn web_identity(
+    role_arn: &str,
+    token_file: PathBuf,
+    region: &str,
+    env: &dyn Env,
+    origin: &str,
+) -> Result<WebIdentity> {
+    if let Err(e) = std::fs::read_to_string(&token_file) {
+        return Err(Error::Credentials {
+            provider: "S3",
+            origin: origin.to_owned(),
+            problem: format!(
+                "web identity: cannot read the token file {}: {e}",
+                token_file.display()
+            ),
+        });
+    }
+    let sts_endpoint = env
+        .var("AWS_ENDPOINT_URL_STS")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| regional_sts_endpoint(region));
+    Ok(WebIdentity {
+        role_arn: role_arn.to_owned(),
+        token_file,
+        sts_endpoint,
+        session_name: env
+            .var("AWS_ROLE_SESSION_NAME")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "etcdbr".to_owned()),
+    })
 }
 
 fn checksum_setting(c: &Credentials, field: &str) -> Result<bool> {
@@ -96,11 +141,22 @@ impl S3Config {
             Some(c) => {
                 s.origin = c.origin().to_owned();
                 s.region = c.require("region")?.to_owned();
-                if c.get("roleARN").is_some() && c.get("accessKeyID").is_none() {
-                    return Err(c.error("web identity (roleARN with a token file) is not supported yet; give accessKeyID and secretAccessKey"));
+                if let (Some(role), None) = (c.get("roleARN"), c.get("accessKeyID")) {
+                    let token_file = match (c.file("token"), c.get("tokenPath")) {
+                        (Some(f), _) => f.to_path_buf(),
+                        (None, Some(p)) => PathBuf::from(p),
+                        (None, None) => {
+                            return Err(c.error(
+                                "roleARN (web identity) needs the token: a file \"token\" in the credentials directory, or the field \"tokenPath\" in the JSON file",
+                            ));
+                        }
+                    };
+                    s.web_identity =
+                        Some(web_identity(role, token_file, &s.region, env, &s.origin)?);
+                } else {
+                    s.access_key_id = c.require("accessKeyID")?.to_owned();
+                    s.secret_access_key = c.require("secretAccessKey")?.to_owned();
                 }
-                s.access_key_id = c.require("accessKeyID")?.to_owned();
-                s.secret_access_key = c.require("secretAccessKey")?.to_owned();
                 s.endpoint = c.get("endpoint").unwrap_or_default().to_owned();
                 s.force_path_style = c.get_bool("s3ForcePathStyle")?.unwrap_or(false);
                 s.http.insecure_skip_verify = c.get_bool("insecureSkipVerify")?.unwrap_or(false);
@@ -135,6 +191,21 @@ impl S3Config {
                     .unwrap_or_default();
                 s.access_key_id = env.var("AWS_ACCESS_KEY_ID").unwrap_or_default();
                 s.secret_access_key = env.var("AWS_SECRET_ACCESS_KEY").unwrap_or_default();
+                if let (true, Some(role), Some(token)) = (
+                    s.access_key_id.is_empty(),
+                    env.var("AWS_ROLE_ARN").filter(|v| !v.is_empty()),
+                    env.var("AWS_WEB_IDENTITY_TOKEN_FILE")
+                        .filter(|v| !v.is_empty()),
+                ) {
+                    s.origin = "the AWS environment (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_REGION)".into();
+                    s.web_identity = Some(web_identity(
+                        &role,
+                        PathBuf::from(token),
+                        &s.region,
+                        env,
+                        &s.origin,
+                    )?);
+                }
                 if s.region.is_empty() {
                     return Err(Error::Credentials {
                         provider: "S3",
@@ -227,11 +298,43 @@ impl S3Config {
         })
     }
 
+    /// The credentials requests are signed with: the static keys, or STS's for the web
+    /// identity; `None` when there are neither (unsigned requests).
+    fn credentials(&self, client: &reqwest::Client) -> Option<super::s3_api::Credentials> {
+        if let Some(wi) = &self.web_identity {
+            return Some(Arc::new(Exchange::new(wi.clone(), client.clone())));
+        }
+        if self.access_key_id.is_empty() {
+            return None;
+        }
+        Some(Arc::new(reqsign_aws_v4::StaticCredentialProvider::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+        )))
+    }
+
     /// An operator for the bucket.
     ///
     /// # Errors
     /// [`Error::Config`] for unusable settings.
     pub fn operator(&self, provider: Provider) -> Result<Operator> {
+        let client = http_client(&self.http, provider.as_str())?;
+        let credentials = self.credentials(&client);
+        self.operator_with(provider, client, credentials, self.checksum())
+    }
+
+    /// The checksum every upload carries: CRC32C with `when_supported`, else none.
+    fn checksum(&self) -> Option<&'static str> {
+        self.request_checksums.then_some("crc32c")
+    }
+
+    fn operator_with(
+        &self,
+        provider: Provider,
+        client: reqwest::Client,
+        credentials: Option<super::s3_api::Credentials>,
+        checksum: Option<&str>,
+    ) -> Result<Operator> {
         let mut b = S3::default()
             .bucket(&self.bucket)
             .root("/")
@@ -241,10 +344,8 @@ impl S3Config {
         if !self.endpoint.is_empty() {
             b = b.endpoint(&self.endpoint);
         }
-        if !self.access_key_id.is_empty() {
-            b = b
-                .access_key_id(&self.access_key_id)
-                .secret_access_key(&self.secret_access_key);
+        if let Some(c) = credentials {
+            b = b.credential_provider_chain(ProvideCredentialChain::new().push(c));
         }
         if !self.force_path_style {
             b = b.enable_virtual_host_style();
@@ -252,10 +353,14 @@ impl S3Config {
         if let Some((alg, key)) = &self.sse_customer {
             b = b.server_side_encryption_with_customer_key(alg, key.as_bytes());
         }
-        if self.request_checksums {
-            b = b.checksum_algorithm("crc32c");
+        if let Some(c) = checksum {
+            b = b.checksum_algorithm(c);
         }
-        operator(b, &self.http, provider.as_str())
+        let op = Operator::new(b).map_err(|source| crate::error::ConfigError::Builder {
+            provider: provider.as_str().to_owned(),
+            source,
+        })?;
+        Ok(finish_with(op, client))
     }
 }
 
@@ -275,13 +380,28 @@ pub(crate) fn build(
         s.bucket,
         s.origin
     );
-    let op = s.operator(provider)?;
-    Ok(Arc::new(OpendalStore::new(
-        op,
-        provider,
-        config.min_chunk_size,
-        config.max_parallel_chunk_uploads,
-    )))
+    let client = http_client(&s.http, provider.as_str())?;
+    let credentials = s.credentials(&client);
+    let op = s.operator_with(provider, client.clone(), credentials.clone(), s.checksum())?;
+    let data = OpendalStore::for_config(op, provider, config);
+    let checksummed = match s.checksum() {
+        Some(_) => None,
+        None => Some(OpendalStore::for_config(
+            s.operator_with(provider, client.clone(), credentials.clone(), Some("md5"))?,
+            provider,
+            config,
+        )),
+    };
+    let api = BucketApi::new(
+        client,
+        credentials,
+        &s.endpoint,
+        &s.region,
+        &s.bucket,
+        s.force_path_style,
+        s.sse_customer.as_ref(),
+    );
+    Ok(Arc::new(S3Store::new(data, checksummed, api)))
 }
 
 #[cfg(test)]
