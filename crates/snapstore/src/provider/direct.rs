@@ -58,7 +58,7 @@ impl DirectError {
     fn temporary(&self) -> bool {
         match self {
             // No retry can fix a certificate (as in OpenDAL's transport).
-            DirectError::Http(e) => !super::operator::is_tls_failure(e),
+            DirectError::Http(e) => !e.is_builder() && !super::operator::is_tls_failure(e),
             DirectError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

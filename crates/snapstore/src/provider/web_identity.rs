@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use reqsign_aws_v4::Credential;
 use reqsign_core::time::Timestamp;
-use reqsign_core::{Context, ProvideCredential};
+use reqsign_core::{Context, ProvideCredential, SigningCredential};
 use serde::Deserialize;
 
 /// Where and how to exchange the token.
@@ -50,18 +50,25 @@ pub fn regional_sts_endpoint(region: &str) -> String {
     format!("https://sts.{region}.{suffix}")
 }
 
-/// Exchanges the token for keys whenever reqsign's signer needs fresh ones.
+/// Exchanges the token for keys whenever reqsign's signer needs fresh ones. The keys are
+/// kept and shared by every signer of the store (OpenDAL's and the direct requests'), so one
+/// exchange serves them all until the keys near their expiry.
 #[derive(Debug, Clone)]
 pub struct Exchange {
     identity: WebIdentity,
     client: reqwest::Client,
+    keys: std::sync::Arc<tokio::sync::Mutex<Option<Credential>>>,
 }
 
 impl Exchange {
     /// An exchange over `client` (the provider's HTTP client, with its TLS options).
     #[must_use]
     pub fn new(identity: WebIdentity, client: reqwest::Client) -> Exchange {
-        Exchange { identity, client }
+        Exchange {
+            identity,
+            client,
+            keys: std::sync::Arc::default(),
+        }
     }
 
     async fn exchange(&self) -> Result<Credential, String> {
@@ -116,8 +123,13 @@ impl ProvideCredential for Exchange {
     type Credential = Credential;
 
     async fn provide_credential(&self, _ctx: &Context) -> reqsign_core::Result<Option<Credential>> {
+        let mut keys = self.keys.lock().await;
+        if let Some(k) = keys.as_ref().filter(|k| k.is_valid()) {
+            return Ok(Some(k.clone()));
+        }
         match self.exchange().await {
             Ok(c) => {
+                *keys = Some(c.clone());
                 tracing::info!(
                     "S3: assumed role {} with the web identity token (keys valid until {})",
                     self.identity.role_arn,
