@@ -532,29 +532,34 @@ pub async fn run_periodically(
                 return;
             }
         }
-        tracing::info!("GC: Executing garbage collection...");
-        let list = match store.list_all().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("GC: Failed to list snapshots: {}", crate::error_chain(&e));
-                continue;
-            }
-        };
-        let mut cycle = opts.clone();
-        cycle.last_saved_revision =
+        let mut cycle_opts = opts.clone();
+        cycle_opts.last_saved_revision =
             Revision(saved_revision.load(std::sync::atomic::Ordering::SeqCst));
-        let plan = plan(&list, Utc::now(), &cycle);
-        for s in &plan.immutable {
-            tracing::info!(
-                "GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet (until {})",
-                s.snap_name,
-                s.immutability_expiry
-                    .map_or_else(|| "?".to_owned(), |t| t.to_rfc3339())
-            );
+        if let Err(e) = cycle(&store, &cycle_opts).await {
+            tracing::warn!("GC: Failed to list snapshots: {}", crate::error_chain(&e));
         }
-        execute(&store, &plan, |snapshot, ok| {
-            opts.events.emit(&Event::GcDeleted { snapshot, ok });
-        })
-        .await;
     }
+}
+
+/// One GC cycle: lists everything (excluded snapshots too), plans, logs what immutability
+/// keeps, and executes the plan.
+///
+/// # Errors
+/// Listing fails.
+pub async fn cycle(store: &SnapStore, opts: &GcOptions) -> crate::Result<GcReport> {
+    tracing::info!("GC: Executing garbage collection...");
+    let list = store.list_all().await?;
+    let plan = plan(&list, Utc::now(), opts);
+    for s in &plan.immutable {
+        tracing::info!(
+            "GC: Skipping the snapshot: {}, since its immutability period hasn't expired yet (until {})",
+            s.snap_name,
+            s.immutability_expiry
+                .map_or_else(|| "?".to_owned(), |t| t.to_rfc3339())
+        );
+    }
+    Ok(execute(store, &plan, |snapshot, ok| {
+        opts.events.emit(&Event::GcDeleted { snapshot, ok });
+    })
+    .await)
 }

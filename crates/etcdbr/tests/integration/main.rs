@@ -10,4 +10,5 @@ mod copy;
 mod faults;
 mod gc;
 mod gc_model;
+mod holds;
 mod snapshotter;
