@@ -70,6 +70,9 @@ pub struct Inventory {
     /// Snapshots no set uses: deltas below every full snapshot, or of a history that cannot
     /// be told apart.
     pub unused: Vec<Item>,
+    /// Snapshots operators excluded from restores (`Snapshot::excluded` says why); the sets
+    /// are built without them, as restores see the store.
+    pub excluded: Vec<Item>,
 }
 
 /// Builds the inventory of a listing with sizes (as [`crate::SnapStore::list_sized`] gives).
@@ -110,8 +113,18 @@ pub fn inventory(listing: &[(Snapshot, u64)]) -> Result<Inventory, ChainError> {
         }
         item.size += size;
     }
+    let mut excluded: Vec<Item> = items
+        .values()
+        .filter(|i| i.snapshot.excluded.is_some())
+        .cloned()
+        .collect();
+    excluded.sort_by(|a, b| crate::list::compare(&a.snapshot, &b.snapshot));
     let snapshots: Vec<Snapshot> = {
-        let mut v: Vec<Snapshot> = items.values().map(|i| i.snapshot.clone()).collect();
+        let mut v: Vec<Snapshot> = items
+            .values()
+            .filter(|i| i.snapshot.excluded.is_none())
+            .map(|i| i.snapshot.clone())
+            .collect();
         crate::list::sort(&mut v);
         v
     };
@@ -163,7 +176,11 @@ pub fn inventory(listing: &[(Snapshot, u64)]) -> Result<Inventory, ChainError> {
         .filter(|s| !used.contains(&s.key()) && !twin_of_base(s))
         .map(|s| items[&s.key()].clone())
         .collect();
-    Ok(Inventory { sets: out, unused })
+    Ok(Inventory {
+        sets: out,
+        unused,
+        excluded,
+    })
 }
 
 /// The chain's steps up to its first gap.

@@ -101,7 +101,7 @@ fn row(set: &str, item: &Item, note: &str) -> [String; 9] {
 
 /// The table `list` prints: a row per object, a summary line per set.
 fn table(inv: &Inventory) -> String {
-    if inv.sets.is_empty() && inv.unused.is_empty() {
+    if inv.sets.is_empty() && inv.unused.is_empty() && inv.excluded.is_empty() {
         return "The store holds no snapshots.\n".into();
     }
     let mut rows: Vec<[String; 9]> = vec![
@@ -129,6 +129,10 @@ fn table(inv: &Inventory) -> String {
     }
     for item in &inv.unused {
         rows.push(row("-", item, "in no set: not restorable"));
+    }
+    for item in &inv.excluded {
+        let why = item.snapshot.excluded.as_deref().unwrap_or_default();
+        rows.push(row("-", item, &format!("excluded from restores: {why}")));
     }
     let widths: Vec<usize> = (0..9)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -221,6 +225,15 @@ fn to_json(inv: &Inventory) -> Value {
     json!({
         "sets": sets,
         "unused": inv.unused.iter().map(item_json).collect::<Vec<_>>(),
+        "excluded": inv
+            .excluded
+            .iter()
+            .map(|i| {
+                let mut v = item_json(i);
+                v["reason"] = json!(i.snapshot.excluded);
+                v
+            })
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -1,12 +1,11 @@
-//! Requests made besides OpenDAL's, for what it does not read: S3 versioning, Object Lock
-//! and tags, Azure blob index tags and immutability, GCS custom metadata and retention. They
+//! Requests made besides OpenDAL's, for what it does not read (S3 versioning, Object Lock
+//! and tags). They
 //! are signed by the reqsign signers OpenDAL itself uses, over the provider's HTTP client, and
 //! retried as OpenDAL's requests are (same tries, same backoff).
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqsign_core::{Context, HttpSend, Signer, SigningCredential};
+use reqsign_core::{Signer, SigningCredential};
 
 use super::operator::MAX_TRIES;
 use crate::error::Error;
@@ -44,14 +43,6 @@ impl DirectError {
         match self {
             DirectError::Status { code, .. } => code,
             _ => "",
-        }
-    }
-
-    /// The HTTP status, 0 when there is none.
-    pub(crate) fn status(&self) -> u16 {
-        match self {
-            DirectError::Status { status, .. } => *status,
-            _ => 0,
         }
     }
 
@@ -97,37 +88,6 @@ pub(crate) fn encode_query(v: &str) -> String {
 pub(crate) struct Answer {
     pub headers: http::HeaderMap,
     pub body: String,
-}
-
-/// reqsign's HTTP sender over the provider's client (for credential exchanges: GCS tokens).
-#[derive(Debug, Clone)]
-pub(crate) struct ReqwestSend(pub reqwest::Client);
-
-impl HttpSend for ReqwestSend {
-    async fn http_send(
-        &self,
-        req: http::Request<Bytes>,
-    ) -> reqsign_core::Result<http::Response<Bytes>> {
-        let unexpected = |e: reqwest::Error| {
-            reqsign_core::Error::unexpected("HTTP request failed")
-                .with_source(e)
-                .set_retryable(true)
-        };
-        let req = reqwest::Request::try_from(req).map_err(unexpected)?;
-        let resp = self.0.execute(req).await.map_err(unexpected)?;
-        let mut out = http::Response::builder().status(resp.status());
-        for (k, v) in resp.headers() {
-            out = out.header(k, v);
-        }
-        let body = resp.bytes().await.map_err(unexpected)?;
-        out.body(body)
-            .map_err(|e| reqsign_core::Error::unexpected("bad HTTP answer").with_source(e))
-    }
-}
-
-/// A context whose credential exchanges go over `client`.
-pub(crate) fn context(client: &reqwest::Client) -> Context {
-    Context::new().with_http_send(ReqwestSend(client.clone()))
 }
 
 /// Sends `method url` with `headers`, signed by `signer` (none: unsigned), retrying what is
