@@ -3,11 +3,9 @@
 //! are signed by the reqsign signers OpenDAL itself uses, over the provider's HTTP client, and
 //! retried as OpenDAL's requests are (same tries, same backoff).
 
-use std::time::Duration;
-
 use reqsign_core::{Signer, SigningCredential};
 
-use super::operator::MAX_TRIES;
+use super::operator::{MAX_RETRY_DELAY, MAX_TRIES, MIN_RETRY_DELAY};
 use crate::error::Error;
 
 /// Why a direct request failed.
@@ -100,7 +98,7 @@ pub(crate) async fn send<K: SigningCredential>(
     headers: &[(&str, &str)],
     error: fn(&str) -> (String, String),
 ) -> Result<Answer, DirectError> {
-    let mut delay = Duration::from_secs(1);
+    let mut delay = MIN_RETRY_DELAY;
     let mut tries = 1;
     loop {
         match send_once(client, signer, method.clone(), url, headers, error).await {
@@ -110,7 +108,7 @@ pub(crate) async fn send<K: SigningCredential>(
                     delay.as_secs_f64()
                 );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(16));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
                 tries += 1;
             }
             other => return other,

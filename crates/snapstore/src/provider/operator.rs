@@ -33,6 +33,10 @@ pub(crate) fn with_scheme(endpoint: &str, insecure_http: bool) -> String {
 
 /// Each request (and each part of an upload) is tried up to this many times in all.
 pub const MAX_TRIES: usize = 6;
+/// The first retry's delay, doubled for each further one up to [`MAX_RETRY_DELAY`].
+pub const MIN_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The longest delay between two tries.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(16);
 /// Timeout of one request, as the original's chunk upload timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -153,8 +157,8 @@ pub(crate) fn finish_with(op: Operator, client: reqwest::Client) -> Operator {
             RetryLayer::new()
                 .with_max_times(MAX_TRIES - 1)
                 .with_factor(2.0)
-                .with_min_delay(Duration::from_secs(1))
-                .with_max_delay(Duration::from_secs(16))
+                .with_min_delay(MIN_RETRY_DELAY)
+                .with_max_delay(MAX_RETRY_DELAY)
                 .with_jitter()
                 .with_notify(LogRetries),
         )

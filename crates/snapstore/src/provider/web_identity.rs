@@ -150,20 +150,10 @@ impl ProvideCredential for Exchange {
 
 /// `application/x-www-form-urlencoded` of `fields`.
 fn form(fields: &[(&str, &str)]) -> String {
-    let enc = |v: &str| {
-        v.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect::<String>()
-    };
+    use super::direct::encode_query;
     fields
         .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
